@@ -1,0 +1,703 @@
+//! The `InferencePool` custom resource (`crossover.dev/v1alpha1`): spec, status and schema
+//! validation. Types only, no IO: `crossover crd` prints what `InferencePool::crd()` derives from here.
+
+use k8s_openapi::api::core::v1::EnvVar;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// The vLLM release a pool runs when `spec.engine.image` is not set.
+pub const DEFAULT_VLLM_IMAGE: &str = "vllm/vllm-openai:v0.33.0";
+
+/// An InferencePool runs one model on vLLM across GPU replicas, sizes the replica count to the load
+/// vLLM reports, and prices the pool against the hosted API it replaces.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "crossover.dev",
+    version = "v1alpha1",
+    kind = "InferencePool",
+    plural = "inferencepools",
+    singular = "inferencepool",
+    shortname = "ipool",
+    category = "crossover",
+    namespaced,
+    status = "InferencePoolStatus",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Model", type_ = "string", json_path = ".spec.model", description = "Model served by vLLM"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.display.ready", description = "Ready replicas / provisioned replicas"),
+    printcolumn(name = "Desired", type_ = "integer", json_path = ".status.desiredReplicas", description = "Replicas the sizing policy wants"),
+    printcolumn(name = "Util", type_ = "string", json_path = ".status.display.utilization", description = "Load as a share of the pool's capacity"),
+    printcolumn(name = "Pool/mo", type_ = "string", json_path = ".status.display.poolMonthly", description = "Pool cost per month at the current run-rate"),
+    printcolumn(name = "API/mo", type_ = "string", json_path = ".status.display.apiMonthly", description = "What the same tokens would cost per month on the hosted API"),
+    printcolumn(name = "Cheaper", type_ = "string", json_path = ".status.display.cheaper", description = "Which is cheaper, and by how much"),
+    printcolumn(name = "Provisioning", type_ = "string", json_path = ".status.provisioning.verdict", description = "Whether the pool is the right size for its load"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    cel,
+    validation = Rule::new("self.spec.minReplicas <= self.spec.maxReplicas").message("spec.minReplicas must not be greater than spec.maxReplicas"),
+    validation = Rule::new("!has(self.spec.replicas) || self.spec.scaling.mode == 'External'").message("spec.replicas may only be set when spec.scaling.mode is External (in Auto mode crossover sizes the pool itself)")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct InferencePoolSpec {
+    /// The model vLLM serves: a Hugging Face model id (google/gemma-4-31b-it) or a path inside the image.
+    #[x_kube(validation = Rule::new("self.size() > 0").message("spec.model must name a model, such as google/gemma-4-31b-it"))]
+    pub model: String,
+
+    /// The name clients use in API requests (vLLM's --served-model-name). Defaults to `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model_name: Option<String>,
+
+    /// How vLLM is run: image, extra flags, environment and port.
+    #[serde(default)]
+    pub engine: EngineSpec,
+
+    /// GPUs each replica gets.
+    #[serde(default)]
+    pub gpu: GpuSpec,
+
+    /// The fewest replicas crossover keeps running, whatever the load.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 0))]
+    pub min_replicas: i32,
+
+    /// The most replicas crossover will run, whatever the load.
+    #[serde(default = "default_max_replicas")]
+    #[x_kube(validation = Rule::new("self >= 1").message("spec.maxReplicas must be at least 1"))]
+    pub max_replicas: i32,
+
+    /// Replica count written by `kubectl scale`, an HPA or KEDA. Only with `scaling.mode: External`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<i32>,
+
+    /// What one replica can serve at the latency you want; the sizing policy divides load by it.
+    #[serde(default)]
+    pub capacity: CapacitySpec,
+
+    /// How the pool is sized.
+    #[serde(default)]
+    pub scaling: ScalingSpec,
+
+    /// What the pool costs to run.
+    pub cost: CostSpec,
+
+    /// The hosted API this pool replaces, to price the same tokens against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare_to: Option<CompareTo>,
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+fn default_max_replicas() -> i32 {
+    1
+}
+
+/// How vLLM is run in each replica.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineSpec {
+    /// Container image with vLLM's OpenAI-compatible server.
+    #[serde(default = "default_image")]
+    pub image: String,
+
+    /// Extra flags appended to `vllm serve` (for example --max-model-len=8192).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+
+    /// Environment for the vLLM container, such as HF_TOKEN from a Secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "env_schema")]
+    pub env: Vec<EnvVar>,
+
+    /// Port vLLM listens on for the API and /metrics.
+    #[serde(default = "default_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+}
+
+fn env_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    // EnvVar's full schema is large and already validated by the Deployment: keep it opaque here.
+    let _ = generator;
+    schemars::json_schema!({
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+    })
+}
+
+impl Default for EngineSpec {
+    fn default() -> Self {
+        Self {
+            image: default_image(),
+            args: Vec::new(),
+            env: Vec::new(),
+            port: default_port(),
+        }
+    }
+}
+
+fn default_image() -> String {
+    DEFAULT_VLLM_IMAGE.to_string()
+}
+fn default_port() -> i32 {
+    8000
+}
+
+/// GPUs per replica.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuSpec {
+    /// GPUs per replica. Sets vLLM's --tensor-parallel-size and the container's GPU limit.
+    #[serde(default = "default_gpu_count")]
+    #[x_kube(validation = Rule::new("self >= 1").message("spec.gpu.count must be at least 1 (GPUs per replica)"))]
+    pub count: i32,
+
+    /// Extended resource that schedules a GPU.
+    #[serde(default = "default_gpu_resource")]
+    pub resource_name: String,
+
+    /// GPU product to run on, matched against the nodes' nvidia.com/gpu.product label (for example NVIDIA-H100-80GB-HBM3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+}
+
+impl Default for GpuSpec {
+    fn default() -> Self {
+        Self {
+            count: default_gpu_count(),
+            resource_name: default_gpu_resource(),
+            product: None,
+        }
+    }
+}
+
+fn default_gpu_count() -> i32 {
+    1
+}
+fn default_gpu_resource() -> String {
+    "nvidia.com/gpu".to_string()
+}
+
+/// Per-replica capacity at the latency you want.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacitySpec {
+    /// Output (decode) tokens per second one replica sustains. When unset, crossover learns it from saturated replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.capacity.outputTokensPerSecond must be zero or more"))]
+    pub output_tokens_per_second: Option<f64>,
+
+    /// Input (prefill) tokens per second one replica sustains. Optional: without it prefill is not counted as work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.capacity.inputTokensPerSecond must be zero or more"))]
+    pub input_tokens_per_second: Option<f64>,
+
+    /// Share of capacity to run at, above 0 and at most 1: 0.7 keeps 30% headroom for bursts.
+    #[serde(default = "default_target_utilization")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0").message("spec.capacity.targetUtilization must be above 0 and at most 1 (0.7 means run at 70% of capacity)"))]
+    pub target_utilization: f64,
+}
+
+impl Default for CapacitySpec {
+    fn default() -> Self {
+        Self {
+            output_tokens_per_second: None,
+            input_tokens_per_second: None,
+            target_utilization: default_target_utilization(),
+        }
+    }
+}
+
+fn default_target_utilization() -> f64 {
+    0.7
+}
+
+/// Who decides the replica count.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ScalingMode {
+    /// crossover sizes the pool from the load vLLM reports.
+    #[default]
+    Auto,
+    /// An HPA, KEDA or `kubectl scale` writes `.spec.replicas` through the scale subresource.
+    External,
+}
+
+/// How the pool is sized.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingSpec {
+    /// Auto: crossover sizes the pool. External: HPA, KEDA or kubectl drive `.spec.replicas`.
+    #[serde(default)]
+    pub mode: ScalingMode,
+
+    /// Where load is read from.
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+
+    /// Seconds between two readings of the load.
+    #[serde(default = "default_interval_seconds")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub interval_seconds: i32,
+
+    /// Scale up to the lowest recommendation of this many trailing seconds (0: at once).
+    #[serde(default = "default_scale_up_window")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub scale_up_stabilization_seconds: i32,
+
+    /// Scale down only to the highest recommendation of this many trailing seconds.
+    #[serde(default = "default_scale_down_window")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub scale_down_stabilization_seconds: i32,
+
+    /// Most replicas added in one step (unset: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_scale_up_step: Option<i32>,
+
+    /// Most replicas removed in one step (unset: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_scale_down_step: Option<i32>,
+
+    /// Seconds a replica takes from being requested to serving (model download and load); new replicas count as capacity on its way for this long.
+    #[serde(default = "default_startup_seconds")]
+    #[schemars(range(min = 0, max = 7200))]
+    pub startup_seconds: i32,
+
+    /// Signals that the pool is saturated whatever the token rate says.
+    #[serde(default)]
+    pub saturation: SaturationSpec,
+}
+
+impl Default for ScalingSpec {
+    fn default() -> Self {
+        Self {
+            mode: ScalingMode::Auto,
+            metrics: MetricsSpec::default(),
+            interval_seconds: default_interval_seconds(),
+            scale_up_stabilization_seconds: default_scale_up_window(),
+            scale_down_stabilization_seconds: default_scale_down_window(),
+            max_scale_up_step: None,
+            max_scale_down_step: None,
+            startup_seconds: default_startup_seconds(),
+            saturation: SaturationSpec::default(),
+        }
+    }
+}
+
+fn default_interval_seconds() -> i32 {
+    15
+}
+fn default_scale_up_window() -> i32 {
+    0
+}
+fn default_scale_down_window() -> i32 {
+    600
+}
+fn default_startup_seconds() -> i32 {
+    180
+}
+
+/// When the pool counts as saturated even if the token rate looks fine.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SaturationSpec {
+    /// Requests waiting in vLLM's queue for this many seconds in a row mean saturation.
+    #[serde(default = "default_queue_seconds")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub queue_sustained_seconds: i32,
+
+    /// KV-cache use (0 to 1) above which the pool is saturated.
+    #[serde(default = "default_kv_threshold")]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0").message("spec.scaling.saturation.kvCacheThreshold must be above 0 and at most 1"))]
+    pub kv_cache_threshold: f64,
+
+    /// Time-to-first-token p90 above this many seconds means saturation (unset: no latency SLO).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0.0").message("spec.scaling.saturation.ttftP90SloSeconds must be above 0"))]
+    pub ttft_p90_slo_seconds: Option<f64>,
+}
+
+impl Default for SaturationSpec {
+    fn default() -> Self {
+        Self {
+            queue_sustained_seconds: default_queue_seconds(),
+            kv_cache_threshold: default_kv_threshold(),
+            ttft_p90_slo_seconds: None,
+        }
+    }
+}
+
+fn default_queue_seconds() -> i32 {
+    30
+}
+fn default_kv_threshold() -> f64 {
+    0.9
+}
+
+/// Where load is read from.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MetricsSource {
+    /// The operator fetches /metrics from each Ready pod of the pool.
+    #[default]
+    Scrape,
+    /// PromQL over a Prometheus server's HTTP API.
+    Prometheus,
+}
+
+/// Where load is read from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.source != 'Prometheus' || has(self.prometheus)").message("spec.scaling.metrics.prometheus (url) is required when source is Prometheus"))]
+pub struct MetricsSpec {
+    /// Scrape (default) reads each pod's /metrics; Prometheus queries a server.
+    #[serde(default)]
+    pub source: MetricsSource,
+
+    /// The Prometheus server, when `source` is Prometheus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusSpec>,
+}
+
+/// A Prometheus server to query.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSpec {
+    /// Base URL of the Prometheus HTTP API, such as http://prometheus.monitoring:9090.
+    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("spec.scaling.metrics.prometheus.url must start with http:// or https://"))]
+    pub url: String,
+
+    /// Secret key holding a bearer token for the server, in the pool's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_secret: Option<SecretKeyRef>,
+}
+
+/// A key in a Secret in the pool's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SecretKeyRef {
+    /// Secret name.
+    pub name: String,
+    /// Key within the Secret.
+    pub key: String,
+}
+
+/// What the pool costs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.replicaHourlyUsd) != has(self.replicaMonthlyUsd)").message("set exactly one of spec.cost.replicaHourlyUsd (cloud, per hour) or spec.cost.replicaMonthlyUsd (rented machine, per month)"))]
+pub struct CostSpec {
+    /// US dollars per hour for one replica (all its GPUs), as a cloud bills it. A month is 730 hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.cost.replicaHourlyUsd must be zero or more"))]
+    pub replica_hourly_usd: Option<f64>,
+
+    /// US dollars per month for one replica's machine, as a bare-metal rental bills it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.cost.replicaMonthlyUsd must be zero or more"))]
+    pub replica_monthly_usd: Option<f64>,
+
+    /// Fixed monthly costs on top of the hardware: engineering time, observability, tooling, amortised setup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overheads: Vec<Overhead>,
+
+    /// Trailing window, in seconds, that the run-rate projects to a month (default one hour).
+    #[serde(default = "default_run_rate_window")]
+    #[schemars(range(min = 60, max = 2678400))]
+    pub run_rate_window_seconds: i32,
+}
+
+fn default_run_rate_window() -> i32 {
+    3600
+}
+
+/// A fixed monthly cost of running the pool.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Overhead {
+    /// What the money pays for, such as "engineering (0.1 FTE)".
+    pub name: String,
+    /// US dollars per month.
+    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.cost.overheads[].monthlyUsd must be zero or more"))]
+    pub monthly_usd: f64,
+}
+
+/// The hosted API the pool is compared with.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CompareTo {
+    /// The API model, such as gpt-5. Prices come from crossover's built-in catalog unless given below.
+    pub model: String,
+
+    /// US dollars per 1M input tokens; overrides the catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.compareTo.inputUsdPerMillionTokens must be zero or more"))]
+    pub input_usd_per_million_tokens: Option<f64>,
+
+    /// US dollars per 1M output tokens; overrides the catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.compareTo.outputUsdPerMillionTokens must be zero or more"))]
+    pub output_usd_per_million_tokens: Option<f64>,
+
+    /// false when data must stay in-house: the API is then no option, whatever it costs.
+    #[serde(default = "default_true")]
+    pub allowed: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status
+// ---------------------------------------------------------------------------------------------
+
+/// What crossover observed and decided for the pool. Written only by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InferencePoolStatus {
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Replicas provisioned (requested and billing, ready or not).
+    #[serde(default)]
+    pub replicas: i32,
+
+    /// Replicas serving traffic.
+    #[serde(default)]
+    pub ready_replicas: i32,
+
+    /// Replicas the sizing policy (or the External scaler) wants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
+
+    /// Label selector of the pool's pods, for the scale subresource (HPA, KEDA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+
+    /// When crossover last changed the replica count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<Time>,
+
+    /// Load observed over the last interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadStatus>,
+
+    /// Sizing state that must survive an operator restart: recent recommendations and saturation timers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sizing: Option<SizingStatus>,
+
+    /// The pool's cost against the hosted API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostStatus>,
+
+    /// Whether the pool is the right size for its load, with the numbers behind the verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning: Option<ProvisioningStatus>,
+
+    /// Ready, MetricsAvailable, ScalingLimited, CostEffective.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// The printer columns, formatted for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<DisplayStatus>,
+}
+
+/// Load the pool served over the last interval, summed over its pods and engines.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadStatus {
+    /// Prompt (prefill) tokens per second.
+    pub input_tokens_per_second: f64,
+    /// Generated (decode) tokens per second.
+    pub output_tokens_per_second: f64,
+    /// Finished requests per second.
+    pub requests_per_second: f64,
+    /// Requests in vLLM's running batches.
+    pub requests_running: f64,
+    /// Requests queued in vLLM.
+    pub requests_waiting: f64,
+    /// Highest KV-cache use of any pod, 0 to 1.
+    pub kv_cache_usage: f64,
+    /// Work as a share of the ready replicas' capacity (1.0 = full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilization: Option<f64>,
+    /// Time to first token, median over the interval, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_p50_seconds: Option<f64>,
+    /// Time to first token, 90th percentile over the interval, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_p90_seconds: Option<f64>,
+    /// Mean generated tokens per finished request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_output_tokens_per_request: Option<f64>,
+    /// Pods whose metrics were read / pods expected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods_observed: Option<String>,
+    /// When the reading was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<Time>,
+    /// Output tokens/s one replica achieved while saturated, smoothed (learned capacity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned_output_tokens_per_second: Option<f64>,
+    /// Input tokens/s one replica achieved while saturated, smoothed (learned capacity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned_input_tokens_per_second: Option<f64>,
+}
+
+/// One past recommendation, kept for the stabilization windows.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Recommendation {
+    /// When it was made.
+    pub time: Time,
+    /// Replicas recommended.
+    pub replicas: i32,
+}
+
+/// Sizing state kept in status so a restarted or newly elected operator continues where it was.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SizingStatus {
+    /// Recommendations within the longest stabilization window, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recommendations: Vec<Recommendation>,
+    /// Since when requests have been waiting without a break (unset: queue empty at the last reading).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_since: Option<Time>,
+    /// Since when utilization has stayed below the over-provisioning threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_utilization_since: Option<Time>,
+    /// Since when no tokens at all were served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_since: Option<Time>,
+}
+
+/// Which option is cheaper for the observed load.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum Cheaper {
+    /// The pool costs less than the API bill for the same tokens.
+    SelfHosted,
+    /// The API bill would be smaller than the pool's cost.
+    #[serde(rename = "API")]
+    Api,
+    /// The API is not allowed (data residency): the pool is required whatever it costs.
+    SelfHostRequired,
+    /// Not enough data yet.
+    Unknown,
+}
+
+/// The pool's money, at the current run-rate and month to date.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CostStatus {
+    /// Pool cost per month at the current run-rate (provisioned replicas plus overheads), USD.
+    pub pool_monthly_usd: f64,
+    /// The same tokens on the hosted API, per month at the current run-rate, USD.
+    pub api_monthly_usd: f64,
+    /// Which is cheaper.
+    pub cheaper: Cheaper,
+    /// How many times cheaper the cheaper option is (>= 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+    /// Input tokens per month at which the API bill equals the pool's cost, at the observed output/input ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_even_input_tokens_per_month: Option<f64>,
+    /// Input tokens per month at the current run-rate.
+    pub input_tokens_per_month: f64,
+    /// Output tokens per month at the current run-rate.
+    pub output_tokens_per_month: f64,
+    /// What the pool costs per 1M tokens (input and output together), USD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_usd_per_million_tokens: Option<f64>,
+    /// Capacity paid for and not used, per month, USD.
+    pub idle_monthly_usd: f64,
+    /// The API model priced against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_model: Option<String>,
+    /// API price used, USD per 1M input tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_input_usd_per_million_tokens: Option<f64>,
+    /// API price used, USD per 1M output tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_output_usd_per_million_tokens: Option<f64>,
+    /// Where the API prices came from (spec, or the catalog entry and its date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_source: Option<String>,
+    /// Totals for the current calendar month (UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub month_to_date: Option<MonthToDate>,
+}
+
+/// Actual totals accumulated over a calendar month (UTC). Stored in status so a restart loses nothing.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonthToDate {
+    /// The month, as YYYY-MM.
+    pub period: String,
+    /// Everything up to this instant is counted; the next interval starts here.
+    pub accounted_until: Time,
+    /// Input tokens served.
+    pub input_tokens: f64,
+    /// Output tokens served.
+    pub output_tokens: f64,
+    /// Replica-hours provisioned.
+    pub replica_hours: f64,
+    /// Pool dollars: replica-hours at the hourly or monthly price, plus overheads pro rata.
+    pub pool_usd: f64,
+    /// API-equivalent dollars for the same tokens.
+    pub api_usd: f64,
+}
+
+/// The provisioning verdict.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum Verdict {
+    /// Capacity matches the load.
+    RightSized,
+    /// More capacity than the load needs, held by the floor or the hardware.
+    OverProvisioned,
+    /// Saturated at maxReplicas, or queue or latency SLO breached for a sustained window.
+    UnderProvisioned,
+    /// No traffic for the window.
+    Idle,
+    /// No metrics to judge by.
+    Unknown,
+}
+
+/// Whether the pool is the right size, and why.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisioningStatus {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The numbers behind it.
+    pub message: String,
+    /// Since when the verdict holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+}
+
+/// Printer-column values, formatted for people ("$2,750", "34%", "self-host 4.5x").
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DisplayStatus {
+    /// Ready / provisioned replicas, like "2/3".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    /// Utilization as a percentage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilization: Option<String>,
+    /// Pool cost per month.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_monthly: Option<String>,
+    /// API bill per month.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_monthly: Option<String>,
+    /// Which is cheaper and by how much.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cheaper: Option<String>,
+}

@@ -1,0 +1,35 @@
+//! Observing load: what vLLM's /metrics says a pool is doing. Parsing and rate derivation are pure;
+//! the scrape and Prometheus clients are the IO edges.
+
+/// A pool's load over one sync interval, summed over its pods and engines. This is what the sizing
+/// policy, the cost model and the provisioning verdict read, in the controller and the simulator alike.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Observation {
+    /// Prompt (prefill) tokens per second.
+    pub input_tokens_per_second: f64,
+    /// Generated (decode) tokens per second.
+    pub output_tokens_per_second: f64,
+    /// Finished requests per second.
+    pub requests_per_second: f64,
+    /// Requests in running batches, summed over pods.
+    pub requests_running: f64,
+    /// Requests queued, summed over pods.
+    pub requests_waiting: f64,
+    /// Highest KV-cache use of any pod, 0 to 1.
+    pub kv_cache_usage: f64,
+    /// Time to first token over the interval, median and 90th percentile, seconds.
+    pub ttft_p50_seconds: Option<f64>,
+    pub ttft_p90_seconds: Option<f64>,
+    /// Mean generated tokens per finished request over the interval.
+    pub mean_output_tokens_per_request: Option<f64>,
+    /// Pods whose metrics were read, and pods that should have answered (Ready pods of the pool).
+    pub pods_observed: u32,
+    pub pods_expected: u32,
+}
+
+impl Observation {
+    /// True when every pod that should have answered did: only complete data may shrink a pool.
+    pub fn is_complete(&self) -> bool {
+        self.pods_observed >= self.pods_expected
+    }
+}
