@@ -19,3 +19,19 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     use kube::CustomResourceExt;
     serde_yaml::to_string(&InferencePool::crd())
 }
+
+/// Converts crossover's clock type to the API's timestamp type (k8s-openapi uses jiff).
+pub fn to_time(
+    t: chrono::DateTime<chrono::Utc>,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    let ts = k8s_openapi::jiff::Timestamp::from_millisecond(t.timestamp_millis())
+        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts)
+}
+
+/// Converts an API timestamp back to crossover's clock type.
+pub fn from_time(
+    t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(t.0.as_millisecond()).unwrap_or_default()
+}

@@ -1,0 +1,145 @@
+//! The InferencePool controller: watches pools and their Deployments and Services, and runs the
+//! reconcile pipeline in `reconcile.rs` for each. This file wires the watches, the shared context
+//! and the error policy; decisions live in pure modules beside it.
+
+pub mod build;
+mod reconcile;
+pub mod status;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tracing::{info, warn};
+
+use crate::api::{InferencePool, POOL_LABEL};
+
+pub use reconcile::reconcile;
+
+/// Errors of one reconcile, one variant per pipeline step. Labels stay low-cardinality: the
+/// variant name, never an object name.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {what} failed: {source}")]
+    Read {
+        what: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("applying the {what} failed: {source}")]
+    Apply {
+        what: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing the status failed: {0}")]
+    Status(#[source] kube::Error),
+    #[error("cannot build the pool's children: {0}")]
+    Build(#[from] build::BuildError),
+}
+
+impl Error {
+    /// A short, bounded label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Read { .. } => "read",
+            Error::Apply { .. } => "apply",
+            Error::Status(_) => "status",
+            Error::Build(_) => "build",
+        }
+    }
+}
+
+/// A source of the current time, injectable so tests can cross a month boundary.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The system clock, shifted by `offset` (zero in production; tests move it forward).
+pub fn system_clock(offset: chrono::Duration) -> Clock {
+    Arc::new(move || Utc::now() + offset)
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub clock: Clock,
+}
+
+/// Transient failures back off briefly; the controller retries with the same pipeline.
+fn error_policy(
+    _pool: Arc<DeserializeGuard<InferencePool>>,
+    error: &Error,
+    _ctx: Arc<Context>,
+) -> Action {
+    warn!(error = %error, kind = error.kind(), "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Options for the running operator.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Only watch this namespace (all namespaces when None).
+    pub namespace: Option<String>,
+    /// Shift the clock (tests only).
+    pub clock_offset: chrono::Duration,
+}
+
+/// Runs the controller until a shutdown signal.
+pub async fn run(client: Client, opts: RunOptions) -> anyhow::Result<()> {
+    let (pools, deployments, services): (
+        Api<DeserializeGuard<InferencePool>>,
+        Api<Deployment>,
+        Api<Service>,
+    ) = match &opts.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
+    // Fail early with a clear message when the CRD is missing, instead of a silent empty watch.
+    if let Err(e) = pools.list(&kube::api::ListParams::default().limit(1)).await {
+        anyhow::bail!(
+            "cannot list inferencepools.crossover.dev (is the CRD installed? `crossover crd | kubectl apply -f -`): {e}"
+        );
+    }
+    let reporter = Reporter {
+        controller: "crossover".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        clock: system_clock(opts.clock_offset),
+    });
+    let children = watcher::Config::default().labels(POOL_LABEL);
+    info!("crossover controller started");
+    Controller::new(pools, watcher::Config::default())
+        .owns(deployments, children.clone())
+        .owns(services, children)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(pool = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
+    info!("crossover controller stopped");
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! The reconcile pipeline for one pool, in the order it runs:
+//! dereference (IO) → validate (pure) → decide replicas (pure) → build children (pure) →
+//! apply (IO) → assemble status (pure) → write status if it changed (IO).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use kube::api::{Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::status::{self, ConditionUpdate};
+use super::{Context, Error, build, validate};
+use crate::api::{FIELD_MANAGER, InferencePool, InferencePoolStatus, ScalingMode};
+
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<InferencePool>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let pool = match &obj.0 {
+        Ok(pool) => pool,
+        Err(invalid) => {
+            // One malformed object must not stop the others: report it and wait for an edit.
+            let meta = &invalid.metadata;
+            warn!(name = ?meta.name, namespace = ?meta.namespace, error = %invalid.error, "malformed InferencePool");
+            let reference = ObjectReference {
+                api_version: Some(InferencePool::api_version(&()).into()),
+                kind: Some(InferencePool::kind(&()).into()),
+                name: meta.name.clone(),
+                namespace: meta.namespace.clone(),
+                uid: meta.uid.clone(),
+                ..ObjectReference::default()
+            };
+            publish(
+                &ctx,
+                &reference,
+                EventType::Warning,
+                "InvalidObject",
+                format!("cannot read this pool: {}", invalid.error),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+    };
+    let name = pool.name_any();
+    let ns = pool.namespace().unwrap_or_default();
+    let now = (ctx.clock)();
+    let pools: Api<InferencePool> = Api::namespaced(ctx.client.clone(), &ns);
+    let prev_status = pool.status.clone().unwrap_or_default();
+    let generation = pool.metadata.generation;
+
+    if let Err(invalid) = validate::validate(&pool.spec) {
+        let mut s = prev_status.clone();
+        s.observed_generation = generation;
+        status::set_condition(
+            &mut s.conditions,
+            ConditionUpdate::new(status::READY, false, "InvalidSpec", invalid.0.clone()),
+            generation,
+            now,
+        );
+        if s != prev_status {
+            publish(
+                &ctx,
+                &pool.object_ref(&()),
+                EventType::Warning,
+                "InvalidSpec",
+                invalid.0.clone(),
+            )
+            .await;
+            write_status(&pools, &name, &s).await?;
+        }
+        // Retrying cannot fix a spec: wait for the next edit.
+        return Ok(Action::await_change());
+    }
+
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    let current = deployments
+        .get_opt(&name)
+        .await
+        .map_err(|source| Error::Read {
+            what: "deployment",
+            source,
+        })?;
+    let current_replicas = current
+        .as_ref()
+        .and_then(|d| d.spec.as_ref())
+        .and_then(|s| s.replicas);
+
+    let (desired, limited) = decide_replicas(pool, current_replicas);
+
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let deployment = build::deployment(pool, desired)?;
+    let applied = deployments
+        .patch(
+            &name,
+            &params,
+            &Patch::Apply(build::with_type_meta(&deployment)),
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            what: "deployment",
+            source,
+        })?;
+    services
+        .patch(
+            &name,
+            &params,
+            &Patch::Apply(build::with_type_meta(&build::service(pool)?)),
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            what: "service",
+            source,
+        })?;
+
+    let (replicas, ready) = status::deployment_replicas(Some(&applied));
+    let mut s = status::with_replicas(
+        &prev_status,
+        generation,
+        build::selector_string(&name),
+        replicas,
+        ready,
+        desired,
+    );
+    status::set_condition(
+        &mut s.conditions,
+        status::ready_condition(desired, ready),
+        generation,
+        now,
+    );
+    let scaling = match &limited {
+        Some(m) => ConditionUpdate::new(status::SCALING_LIMITED, true, "AtBound", m.clone()),
+        None => ConditionUpdate::new(
+            status::SCALING_LIMITED,
+            false,
+            "WithinBounds",
+            "replicas are within minReplicas and maxReplicas",
+        ),
+    };
+    status::set_condition(&mut s.conditions, scaling, generation, now);
+
+    if current_replicas.is_some_and(|c| c != desired) {
+        s.last_scale_time = Some(crate::api::to_time(now));
+        let from = current_replicas.unwrap_or_default();
+        info!(pool = %name, namespace = %ns, from, to = desired, "scaled");
+        publish(
+            &ctx,
+            &pool.object_ref(&()),
+            EventType::Normal,
+            "Scaled",
+            format!("{from} → {desired} replicas"),
+        )
+        .await;
+    }
+
+    if s != prev_status {
+        write_status(&pools, &name, &s).await?;
+    }
+    Ok(Action::requeue(Duration::from_secs(
+        pool.spec.scaling.interval_seconds.max(1) as u64,
+    )))
+}
+
+/// Replicas the Deployment should run, and why they are limited if they are. External mode copies
+/// `.spec.replicas` (written by the scale subresource) within the pool's bounds.
+fn decide_replicas(pool: &InferencePool, current: Option<i32>) -> (i32, Option<String>) {
+    let spec = &pool.spec;
+    let (min, max) = (spec.min_replicas, spec.max_replicas);
+    let wanted = match spec.scaling.mode {
+        ScalingMode::External => spec.replicas.unwrap_or(min),
+        ScalingMode::Auto => current.unwrap_or(min),
+    };
+    let desired = wanted.clamp(min, max);
+    let limited = (desired != wanted).then(|| {
+        format!(
+            "{wanted} replicas requested; held at {desired} (minReplicas {min}, maxReplicas {max})"
+        )
+    });
+    (desired, limited)
+}
+
+async fn write_status(
+    pools: &Api<InferencePool>,
+    name: &str,
+    status: &InferencePoolStatus,
+) -> Result<(), Error> {
+    let body = json!({
+        "apiVersion": InferencePool::api_version(&()),
+        "kind": InferencePool::kind(&()),
+        "status": status,
+    });
+    pools
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await
+        .map_err(Error::Status)?;
+    Ok(())
+}
+
+/// Events are best effort: a failure to record one is logged, never fails the reconcile.
+async fn publish(
+    ctx: &Context,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, reference).await {
+        warn!(error = %e, reason, "could not record event");
+    }
+}

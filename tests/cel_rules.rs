@@ -1,0 +1,95 @@
+//! The CRD's CEL rules, evaluated client-side with kube's CEL validator: the same rules the API
+//! server enforces (tests/cluster proves them there too), checked here without a cluster.
+
+use crossover::api::InferencePool;
+
+fn pool(spec_yaml: &str) -> InferencePool {
+    let doc = format!(
+        "apiVersion: crossover.dev/v1alpha1\nkind: InferencePool\nmetadata: {{name: p, namespace: default}}\nspec:\n{}",
+        spec_yaml
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+    );
+    serde_yaml::from_str(&doc).expect("manifest parses")
+}
+
+fn refusal(spec_yaml: &str) -> String {
+    match pool(spec_yaml).validate_cel() {
+        Ok(()) => panic!("accepted: {spec_yaml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const OK: &str = "model: m\nminReplicas: 1\nmaxReplicas: 2\ncost: {replicaHourlyUsd: 3.29}";
+
+#[test]
+fn a_valid_pool_passes_every_rule() {
+    pool(OK).validate_cel().expect("valid");
+}
+
+#[test]
+fn min_above_max_is_refused_with_the_rule_message() {
+    let msg = refusal("model: m\nminReplicas: 3\nmaxReplicas: 2\ncost: {replicaHourlyUsd: 1}");
+    assert!(
+        msg.contains("minReplicas must not be greater than spec.maxReplicas"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn both_prices_are_refused() {
+    let msg = refusal("model: m\ncost: {replicaHourlyUsd: 1, replicaMonthlyUsd: 200}");
+    assert!(
+        msg.contains("set exactly one of spec.cost.replicaHourlyUsd"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn no_price_is_refused() {
+    let msg = refusal("model: m\ncost: {overheads: [{name: x, monthlyUsd: 1}]}");
+    assert!(
+        msg.contains("set exactly one of spec.cost.replicaHourlyUsd"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_negative_price_is_refused() {
+    let msg = refusal("model: m\ncost: {replicaHourlyUsd: -1}");
+    assert!(
+        msg.contains("replicaHourlyUsd must be zero or more"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn utilization_above_one_is_refused() {
+    let msg = refusal("model: m\ncapacity: {targetUtilization: 1.5}\ncost: {replicaHourlyUsd: 1}");
+    assert!(
+        msg.contains("targetUtilization must be above 0 and at most 1"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn replicas_in_auto_mode_are_refused() {
+    let msg = refusal("model: m\nreplicas: 2\ncost: {replicaHourlyUsd: 1}");
+    assert!(
+        msg.contains("only be set when spec.scaling.mode is External"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn zero_gpus_are_refused() {
+    let msg = refusal("model: m\ngpu: {count: 0}\ncost: {replicaHourlyUsd: 1}");
+    assert!(msg.contains("gpu.count must be at least 1"), "{msg}");
+}
+
+#[test]
+fn max_replicas_zero_is_refused() {
+    let msg = refusal("model: m\nminReplicas: 0\nmaxReplicas: 0\ncost: {replicaHourlyUsd: 1}");
+    assert!(msg.contains("maxReplicas must be at least 1"), "{msg}");
+}
