@@ -125,7 +125,9 @@ fn histogram_increase(prev: Option<&Histogram>, cur: Option<&Histogram>) -> Opti
 /// bucket. A quantile in the `+Inf` bucket is the highest finite bound (PromQL's answer too).
 pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     let &(last_le, total) = buckets.last()?;
-    if last_le != f64::INFINITY || !(total > 0.0) || !(0.0..=1.0).contains(&q) {
+    // `total > 0.0` is false for NaN too.
+    let has_observations = total > 0.0;
+    if last_le != f64::INFINITY || !has_observations || !(0.0..=1.0).contains(&q) {
         return None;
     }
     let rank = q * total;

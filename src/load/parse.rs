@@ -278,8 +278,10 @@ fn is_name_char(c: char, first: bool) -> bool {
     c.is_ascii_alphabetic() || c == '_' || c == ':' || (!first && c.is_ascii_digit())
 }
 
+type Labels = Vec<(String, String)>;
+
 /// Parses `k="v",k2="v2"}` (the opening brace already consumed); returns labels and the text after `}`.
-fn parse_labels(mut s: &str, line: usize) -> Result<(Vec<(String, String)>, &str), ParseError> {
+fn parse_labels(mut s: &str, line: usize) -> Result<(Labels, &str), ParseError> {
     let err = |reason| ParseError::InvalidLabels { line, reason };
     let mut labels = Vec::new();
     loop {

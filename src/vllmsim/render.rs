@@ -116,7 +116,7 @@ pub fn render_metrics(
     } else {
         "vllm:inter_token_latency_seconds"
     };
-    let histograms: [(&str, &str, fn(&EngineModel) -> &SimHistogram); 5] = [
+    let histograms: [(&str, &str, HistogramOf); 5] = [
         (
             "vllm:time_to_first_token_seconds",
             "Histogram of time to first token in seconds.",
@@ -165,6 +165,8 @@ pub fn render_metrics(
     }
     out
 }
+
+type HistogramOf = fn(&EngineModel) -> &SimHistogram;
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
