@@ -10,3 +10,4 @@ pub mod cli;
 pub mod controller;
 pub mod load;
 pub mod telemetry;
+pub mod vllmsim;

@@ -1,6 +1,14 @@
 //! Observing load: what vLLM's /metrics says a pool is doing. Parsing and rate derivation are pure;
 //! the scrape and Prometheus clients are the IO edges.
 
+pub mod derive;
+pub mod parse;
+pub mod prometheus;
+pub mod scrape;
+
+pub use derive::{PodReading, PoolReading, derive};
+pub use parse::{Histogram, ParseError, Reading, parse_reading};
+
 /// A pool's load over one sync interval, summed over its pods and engines. This is what the sizing
 /// policy, the cost model and the provisioning verdict read, in the controller and the simulator alike.
 #[derive(Clone, Debug, PartialEq, Default)]

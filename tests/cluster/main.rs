@@ -1,0 +1,6 @@
+//! Behaviour proven against the real control plane (kube-apiserver, controller manager,
+//! scheduler, kwok GPU nodes) that `make test` starts. Each test has its own namespace and its own
+//! operator process, so they run in parallel.
+
+mod harness;
+mod pools;

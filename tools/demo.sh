@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# `make demo`: a local control plane, the InferencePool CRD, the operator running against it, the
+# example pools, a vLLM simulator answering at the pods' addresses, and the
+# `kubectl get inferencepools` table. `tools/demo.sh down` (or `make demo-down`) stops it all.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+export CROSSOVER_CLUSTER_DIR=${CROSSOVER_CLUSTER_DIR:-$repo/.cluster}
+state="$CROSSOVER_CLUSTER_DIR/demo"
+ns=crossover-demo
+
+say() { printf '[demo] %s\n' "$*" >&2; }
+
+stop_demo() {
+  for p in operator vllm-sim; do
+    [ -f "$state/$p.pid" ] && kill "$(cat "$state/$p.pid")" 2>/dev/null || true
+  done
+}
+
+if [ "${1:-}" = down ]; then
+  stop_demo
+  tools/cluster.sh down
+  exit 0
+fi
+
+say "building crossover"
+cargo build --bins -q
+bindir=$(tools/build.sh | tail -n 1)
+export PATH="$bindir:$PATH"
+tools/cluster.sh up
+export KUBECONFIG="$CROSSOVER_CLUSTER_DIR/kubeconfig"
+mkdir -p "$state"
+stop_demo
+
+say "installing the InferencePool CRD"
+kubectl apply -f crds/ >/dev/null
+kubectl wait --for=condition=Established crd/inferencepools.crossover.dev --timeout=30s >/dev/null
+
+say "starting the operator (log: $state/operator.log)"
+target/debug/crossover run >"$state/operator.log" 2>&1 &
+echo $! >"$state/operator.pid"
+
+say "applying the example pools in namespace $ns"
+kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl -n "$ns" apply -f examples/ >/dev/null
+
+say "waiting for the pools' pods to be scheduled on the fake GPU nodes"
+for _ in $(seq 1 60); do
+  pending=$(kubectl -n "$ns" get pods --no-headers 2>/dev/null | grep -vc Running || true)
+  total=$(kubectl -n "$ns" get pods --no-headers 2>/dev/null | wc -l)
+  [ "$total" -gt 0 ] && [ "$pending" -eq 0 ] && break
+  sleep 1
+done
+
+# Every pod gets a loopback IP from kwok: serve vLLM's /metrics there with the simulator, with
+# some load on each pool, so the operator has real numbers to size and price.
+if [ -x target/debug/vllm-sim ] && target/debug/vllm-sim --help >/dev/null 2>&1; then
+  pods=$(kubectl -n "$ns" get pods -o jsonpath='{range .items[*]}{.status.podIP}:8000 {end}')
+  args=()
+  for p in $pods; do args+=(--pod "$p"); done
+  if [ ${#args[@]} -gt 0 ]; then
+    say "starting the vLLM simulator at ${#args[@]} pod addresses (log: $state/vllm-sim.log)"
+    target/debug/vllm-sim "${args[@]}" --requests-per-second 3 --input-tokens-per-request 1500 \
+      --output-tokens-per-request 250 >"$state/vllm-sim.log" 2>&1 &
+    echo $! >"$state/vllm-sim.pid"
+  fi
+fi
+
+say "waiting for the first readings"
+sleep "${DEMO_WAIT_SECONDS:-40}"
+echo
+kubectl get inferencepools.crossover.dev -n "$ns"
+echo
+cat >&2 <<EOF
+[demo] Explore:  export KUBECONFIG=$KUBECONFIG PATH=$bindir:\$PATH
+[demo]           kubectl get ipool -n $ns -w
+[demo]           kubectl describe ipool -n $ns llama-70b-a100
+[demo]           crossover plan -f examples/scenario-b-gemma-at-volume.yaml --input-tokens 500M --output-tokens 150M
+[demo] Stop:     make demo-down
+EOF
