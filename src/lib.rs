@@ -3,5 +3,8 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod catalog;
 pub mod cli;
+pub mod cost;
+pub mod format;
 pub mod load;
