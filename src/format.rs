@@ -2,7 +2,7 @@
 //! and `crossover plan` show them, and the parser for token counts typed on the command line.
 //! Pure; rounding happens here only, never in the cost model.
 
-use crate::api::Cheaper;
+use crate::api::{Cheaper, CostStatus, DisplayStatus};
 use thiserror::Error;
 
 /// Dollars: whole dollars with thousands separators from $10 up ("$2,750"), cents below ("$0.42").
@@ -98,6 +98,24 @@ pub fn duration_seconds(seconds: i64) -> String {
         format!("{}h", s / 3600)
     } else {
         format!("{}h{}m", s / 3600, s % 3600 / 60)
+    }
+}
+
+/// `status.display`, the printer columns of `kubectl get ipool`: "2/3", "34%", "$2,750", "$605",
+/// "self-host 4.5x". Columns without data stay unset and print as `<none>`.
+pub fn display(
+    replicas: i32,
+    ready_replicas: i32,
+    utilization: Option<f64>,
+    cost: Option<&CostStatus>,
+) -> DisplayStatus {
+    let api_known = cost.is_some_and(|c| c.cheaper != Cheaper::Unknown || c.price_source.is_some());
+    DisplayStatus {
+        ready: Some(format!("{ready_replicas}/{replicas}")),
+        utilization: utilization.filter(|u| u.is_finite()).map(percent),
+        pool_monthly: cost.map(|c| usd(c.pool_monthly_usd)),
+        api_monthly: cost.filter(|_| api_known).map(|c| usd(c.api_monthly_usd)),
+        cheaper: cost.map(|c| cheaper(c.cheaper, c.ratio)),
     }
 }
 
@@ -200,6 +218,42 @@ mod tests {
         );
         assert_eq!(cheaper(Cheaper::Unknown, None), "-");
         assert_eq!(cheaper(Cheaper::Api, None), "API");
+    }
+
+    #[test]
+    fn printer_columns() {
+        let cost = CostStatus {
+            pool_monthly_usd: 605.0,
+            api_monthly_usd: 2750.0,
+            cheaper: Cheaper::SelfHosted,
+            ratio: Some(2750.0 / 605.0),
+            break_even_input_tokens_per_month: Some(110e6),
+            input_tokens_per_month: 500e6,
+            output_tokens_per_month: 150e6,
+            pool_usd_per_million_tokens: Some(0.93),
+            idle_monthly_usd: 0.0,
+            api_model: Some("gpt-5".into()),
+            api_input_usd_per_million_tokens: Some(2.5),
+            api_output_usd_per_million_tokens: Some(10.0),
+            price_source: Some("spec".into()),
+            month_to_date: None,
+        };
+        let d = display(3, 2, Some(0.341), Some(&cost));
+        assert_eq!(d.ready.as_deref(), Some("2/3"));
+        assert_eq!(d.utilization.as_deref(), Some("34%"));
+        assert_eq!(d.pool_monthly.as_deref(), Some("$605"));
+        assert_eq!(d.api_monthly.as_deref(), Some("$2,750"));
+        assert_eq!(d.cheaper.as_deref(), Some("self-host 4.5x"));
+
+        let unpriced = CostStatus {
+            cheaper: Cheaper::Unknown,
+            ratio: None,
+            price_source: None,
+            ..cost
+        };
+        let d = display(1, 0, None, Some(&unpriced));
+        assert_eq!((d.utilization, d.api_monthly), (None, None));
+        assert_eq!(d.cheaper.as_deref(), Some("-"));
     }
 
     #[test]

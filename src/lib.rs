@@ -8,3 +8,4 @@ pub mod cli;
 pub mod cost;
 pub mod format;
 pub mod load;
+pub mod provisioning;
