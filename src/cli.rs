@@ -19,6 +19,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the InferencePool CustomResourceDefinition as YAML.
     Crd,
+    /// Price a pool manifest against the hosted API for a monthly token volume, with no cluster.
+    Plan(crate::plan::PlanArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -34,5 +36,6 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Plan(args) => crate::plan::main(args),
     }
 }

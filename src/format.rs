@@ -31,9 +31,13 @@ pub fn percent(share: f64) -> String {
     format!("{:.0}%", share * 100.0)
 }
 
-/// A ratio with one decimal: 4.545 → "4.5x".
+/// A ratio: one decimal under 10 (4.545 → "4.5x"), whole from 10 up (110.2 → "110x").
 pub fn ratio(times: f64) -> String {
-    format!("{times:.1}x")
+    if times < 9.95 {
+        format!("{times:.1}x")
+    } else {
+        format!("{times:.0}x")
+    }
 }
 
 /// The printer column for which option is cheaper: "self-host 4.5x", "API 6.2x",
@@ -218,6 +222,8 @@ mod tests {
         );
         assert_eq!(cheaper(Cheaper::Unknown, None), "-");
         assert_eq!(cheaper(Cheaper::Api, None), "API");
+        assert_eq!(cheaper(Cheaper::Api, Some(110.02)), "API 110x");
+        assert_eq!(ratio(9.96), "10x");
     }
 
     #[test]

@@ -8,4 +8,5 @@ pub mod cli;
 pub mod cost;
 pub mod format;
 pub mod load;
+pub mod plan;
 pub mod provisioning;
