@@ -21,6 +21,8 @@ pub enum Command {
     Run(RunArgs),
     /// Print the InferencePool CustomResourceDefinition as YAML.
     Crd,
+    /// Price a pool manifest against the hosted API for a monthly token volume, with no cluster.
+    Plan(crate::plan::PlanArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -55,6 +57,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Run(args) => run(args),
+        Command::Plan(args) => crate::plan::main(args),
     }
 }
 

@@ -6,8 +6,13 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod catalog;
 pub mod cli;
 pub mod controller;
+pub mod cost;
+pub mod format;
 pub mod load;
+pub mod plan;
+pub mod provisioning;
 pub mod telemetry;
 pub mod vllmsim;

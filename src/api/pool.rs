@@ -683,6 +683,12 @@ pub struct ProvisioningStatus {
     /// Since when the verdict holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Time>,
+    /// A different verdict the readings point to that has not yet held for its window (debounce).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_verdict: Option<Verdict>,
+    /// Since when the readings have pointed to the pending verdict without a break.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_since: Option<Time>,
 }
 
 /// Printer-column values, formatted for people ("$2,750", "34%", "self-host 4.5x").
