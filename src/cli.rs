@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "crossover", version, about = "Runs vLLM pools sized to their load and priced against the hosted-API bill")]
+#[command(
+    name = "crossover",
+    version,
+    about = "Runs vLLM pools sized to their load and priced against the hosted-API bill"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -216,7 +216,9 @@ fn default_target_utilization() -> f64 {
 }
 
 /// Who decides the replica count.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
 pub enum ScalingMode {
     /// crossover sizes the pool from the load vLLM reports.
     #[default]
@@ -339,7 +341,9 @@ fn default_kv_threshold() -> f64 {
 }
 
 /// Where load is read from.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
 pub enum MetricsSource {
     /// The operator fetches /metrics from each Ready pod of the pool.
     #[default]
