@@ -123,10 +123,15 @@ pub fn recommend(
     };
 
     // What the tokens ask for, before saturation, bounds and windows.
-    let token_raw = work.map(|w| ((w / target) - CEIL_EPSILON).ceil().max(0.0) as i32);
+    // While requests queue, the served token rate is the ready replicas' ceiling, and while a
+    // backlog drains it exceeds the arrivals: dividing it by the target again would compound
+    // (each round asks for 1/target times the last). Saturated, size at full capacity and let the
+    // saturation rule add the one replica that says "more".
+    let effective_target = if saturation.is_empty() { target } else { 1.0 };
+    let token_raw = work.map(|w| ((w / effective_target) - CEIL_EPSILON).ceil().max(0.0) as i32);
     let mut raw = token_raw.unwrap_or(current);
     let mut why = match (&capacity, work) {
-        (Some(c), Some(w)) => c.describe(o, w, target, raw),
+        (Some(c), Some(w)) => c.describe(o, w, effective_target, raw),
         _ => "no capacity known (set spec.capacity.outputTokensPerSecond or wait for a saturated \
               reading to learn it)"
             .to_string(),
