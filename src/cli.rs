@@ -1,7 +1,8 @@
 //! The `crossover` command line: `run` (the operator), `crd` (print the CRD), and the offline
 //! questions `plan` and `simulate`.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -23,6 +24,47 @@ pub enum Command {
     Crd,
     /// Price a pool manifest against the hosted API for a monthly token volume, with no cluster.
     Plan(crate::plan::PlanArgs),
+    /// Replay a request trace through a model of the pool under crossover's policy and baselines.
+    Simulate(SimulateArgs),
+}
+
+/// `crossover simulate`: with no arguments, the example pool on the embedded Azure coding trace.
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// InferencePool manifest to simulate (default: examples/simulate-llama-70b-h100.yaml, embedded).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Trace: Azure LLM inference CSV (TIMESTAMP,ContextTokens,GeneratedTokens) or JSONL
+    /// (timestamp ms, input_length, output_length). Default: the embedded Azure coding trace.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Multiply the arrival rate (divides inter-arrival times).
+    #[arg(long, default_value_t = 1.0)]
+    pub load_scale: f64,
+    /// Play the trace this many times back to back (synthetic).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
+    /// Shape the rate by a synthetic day: 0.5x at midnight, 1.5x at noon (synthetic).
+    #[arg(long)]
+    pub diurnal: bool,
+    /// Seconds from requesting a replica to its serving (default: spec.scaling.startupSeconds).
+    #[arg(long)]
+    pub startup_seconds: Option<u32>,
+    /// Extra seconds before a metrics reading reaches the autoscalers.
+    #[arg(long, default_value_t = 0)]
+    pub metrics_lag_seconds: u32,
+    /// table for people, json for tools.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Also draw demand against each policy's ready replicas into this SVG file.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Table,
+    Json,
 }
 
 #[derive(clap::Args, Debug)]
@@ -58,6 +100,16 @@ pub fn main() -> ExitCode {
         },
         Command::Run(args) => run(args),
         Command::Plan(args) => crate::plan::main(args),
+        Command::Simulate(args) => match simulate(&args) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -86,4 +138,63 @@ fn run(args: RunArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn simulate(args: &SimulateArgs) -> anyhow::Result<String> {
+    use crate::sim::{self, trace};
+    use anyhow::Context;
+    if !(args.load_scale.is_finite() && args.load_scale > 0.0) {
+        anyhow::bail!(
+            "--load-scale must be a number above 0, got {}",
+            args.load_scale
+        );
+    }
+    let pool: crate::api::InferencePool = match &args.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_yaml::from_str(&text)
+                .with_context(|| format!("{} is not an InferencePool", path.display()))?
+        }
+        None => {
+            serde_yaml::from_str(sim::EXAMPLE_POOL_YAML).context("the embedded example pool")?
+        }
+    };
+    let (requests, label) = match &args.trace {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let name = path.display().to_string();
+            let format = trace::TraceFormat::detect(&name, &text);
+            let requests = trace::parse(&text, format).with_context(|| format!("trace {name}"))?;
+            (requests, name)
+        }
+        None => (
+            trace::parse(sim::EXAMPLE_TRACE_CSV, trace::TraceFormat::AzureCsv)
+                .context("the embedded trace")?,
+            "Azure LLM inference trace 2023, coding (embedded)".to_string(),
+        ),
+    };
+    let shape = trace::Shape {
+        load_scale: args.load_scale,
+        repeat: args.repeat.max(1),
+        diurnal: args.diurnal,
+    };
+    let label = format!(
+        "{label}, pool {}",
+        pool.metadata.name.as_deref().unwrap_or("unnamed")
+    );
+    let workload = trace::workload(&requests, shape, &label);
+    let options = sim::SimOptions {
+        startup_seconds: args.startup_seconds,
+        metrics_lag_seconds: args.metrics_lag_seconds,
+    };
+    let report = sim::simulate(&pool.spec, &workload, options)?;
+    if let Some(path) = &args.svg {
+        sim::report::svg(&report, path)?;
+    }
+    Ok(match args.output {
+        OutputFormat::Table => sim::report::table(&report),
+        OutputFormat::Json => sim::report::json(&report)? + "\n",
+    })
 }

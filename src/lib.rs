@@ -14,5 +14,7 @@ pub mod format;
 pub mod load;
 pub mod plan;
 pub mod provisioning;
+pub mod sim;
+pub mod sizing;
 pub mod telemetry;
 pub mod vllmsim;
