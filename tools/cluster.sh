@@ -176,6 +176,9 @@ up() {
     gpu_node "$i" "${products[$((i % ${#products[@]}))]}"
   done | "${k[@]}" apply -f - >/dev/null
   wait_for "ready GPU nodes" 30 bash -c "[ \$('${k[*]}' get nodes --no-headers 2>/dev/null | grep -c ' Ready') -ge $gpu_nodes ]"
+  # The API server taints new nodes not-ready; the node lifecycle controller, which would lift
+  # it, is off (kwok nodes send no heartbeats and would be evicted), so lift it here.
+  "${k[@]}" taint nodes --all node.kubernetes.io/not-ready:NoSchedule- >/dev/null 2>&1 || true
   log "cluster up in $((SECONDS - t0))s ($((built - t0))s checking/building binaries, $((SECONDS - built))s starting)"
   echo "$((SECONDS - built))" >"$dir/start-seconds"
   usage

@@ -3,6 +3,8 @@
 //! and the error policy; decisions live in pure modules beside it.
 
 pub mod build;
+pub mod decide;
+pub mod observe;
 mod reconcile;
 pub mod status;
 pub mod validate;
@@ -13,11 +15,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tracing::{info, warn};
 
@@ -72,6 +75,9 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub clock: Clock,
+    /// Pods of every pool (label crossover.dev/pool), from one shared watch.
+    pub pods: Store<Pod>,
+    pub observer: observe::Observer,
 }
 
 /// Transient failures back off briefly; the controller retries with the same pipeline.
@@ -121,10 +127,26 @@ pub async fn run(client: Client, opts: RunOptions) -> anyhow::Result<()> {
         controller: "crossover".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let pods: Api<Pod> = match &opts.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    // One watch on the pools' pods feeds every reconcile's scrape targets and Prometheus lookups.
+    let (pod_store, pod_writer) = reflector::store();
+    let pod_watch = reflector(
+        pod_writer,
+        watcher(pods, watcher::Config::default().labels(POOL_LABEL)),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(|_| futures::future::ready(()));
+    tokio::spawn(pod_watch);
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         clock: system_clock(opts.clock_offset),
+        pods: pod_store,
+        observer: observe::Observer::default(),
     });
     let children = watcher::Config::default().labels(POOL_LABEL);
     info!("crossover controller started");

@@ -15,9 +15,10 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::observe::Outcome;
 use super::status::{self, ConditionUpdate};
-use super::{Context, Error, build, validate};
-use crate::api::{FIELD_MANAGER, InferencePool, InferencePoolStatus, ScalingMode};
+use super::{Context, Error, build, decide, validate};
+use crate::api::{FIELD_MANAGER, InferencePool, InferencePoolStatus};
 
 pub async fn reconcile(
     obj: Arc<DeserializeGuard<InferencePool>>,
@@ -93,11 +94,27 @@ pub async fn reconcile(
         .and_then(|d| d.spec.as_ref())
         .and_then(|s| s.replicas);
 
-    let (desired, limited) = decide_replicas(pool, current_replicas);
+    let (deployment_replicas, ready_replicas) = status::deployment_replicas(current.as_ref());
+    let interval = Duration::from_secs(pool.spec.scaling.interval_seconds.max(1) as u64);
+    let outcome = if current.is_some() {
+        ctx.observer
+            .observe(&ctx.client, &ctx.pods, pool, interval)
+            .await
+    } else {
+        Outcome::Missing("the Deployment does not exist yet".into())
+    };
+    let plan = decide::decide(&decide::Inputs {
+        pool,
+        current_replicas,
+        deployment_replicas,
+        ready_replicas,
+        outcome: &outcome,
+        now,
+    });
 
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let deployment = build::deployment(pool, desired)?;
-    let applied = deployments
+    let deployment = build::deployment(pool, plan.desired_replicas)?;
+    deployments
         .patch(
             &name,
             &params,
@@ -120,70 +137,22 @@ pub async fn reconcile(
             source,
         })?;
 
-    let (replicas, ready) = status::deployment_replicas(Some(&applied));
-    let mut s = status::with_replicas(
-        &prev_status,
-        generation,
-        build::selector_string(&name),
-        replicas,
-        ready,
-        desired,
-    );
-    status::set_condition(
-        &mut s.conditions,
-        status::ready_condition(desired, ready),
-        generation,
-        now,
-    );
-    let scaling = match &limited {
-        Some(m) => ConditionUpdate::new(status::SCALING_LIMITED, true, "AtBound", m.clone()),
-        None => ConditionUpdate::new(
-            status::SCALING_LIMITED,
-            false,
-            "WithinBounds",
-            "replicas are within minReplicas and maxReplicas",
-        ),
-    };
-    status::set_condition(&mut s.conditions, scaling, generation, now);
-
-    if current_replicas.is_some_and(|c| c != desired) {
-        s.last_scale_time = Some(crate::api::to_time(now));
-        let from = current_replicas.unwrap_or_default();
-        info!(pool = %name, namespace = %ns, from, to = desired, "scaled");
+    if plan.status != prev_status {
+        write_status(&pools, &name, &plan.status).await?;
+    }
+    // Events after the status write: a failed write retries the whole decision, not the Event.
+    for note in &plan.events {
+        info!(pool = %name, namespace = %ns, reason = note.reason, "{}", note.message);
         publish(
             &ctx,
             &pool.object_ref(&()),
-            EventType::Normal,
-            "Scaled",
-            format!("{from} → {desired} replicas"),
+            note.type_.clone(),
+            note.reason,
+            note.message.clone(),
         )
         .await;
     }
-
-    if s != prev_status {
-        write_status(&pools, &name, &s).await?;
-    }
-    Ok(Action::requeue(Duration::from_secs(
-        pool.spec.scaling.interval_seconds.max(1) as u64,
-    )))
-}
-
-/// Replicas the Deployment should run, and why they are limited if they are. External mode copies
-/// `.spec.replicas` (written by the scale subresource) within the pool's bounds.
-fn decide_replicas(pool: &InferencePool, current: Option<i32>) -> (i32, Option<String>) {
-    let spec = &pool.spec;
-    let (min, max) = (spec.min_replicas, spec.max_replicas);
-    let wanted = match spec.scaling.mode {
-        ScalingMode::External => spec.replicas.unwrap_or(min),
-        ScalingMode::Auto => current.unwrap_or(min),
-    };
-    let desired = wanted.clamp(min, max);
-    let limited = (desired != wanted).then(|| {
-        format!(
-            "{wanted} replicas requested; held at {desired} (minReplicas {min}, maxReplicas {max})"
-        )
-    });
-    (desired, limited)
+    Ok(Action::requeue(interval))
 }
 
 async fn write_status(

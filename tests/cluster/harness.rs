@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 use tokio::sync::OnceCell;
 
 pub fn repo() -> PathBuf {
@@ -52,12 +52,23 @@ pub fn kubectl(args: &[&str]) -> Output {
 pub fn kubectl_with_stdin(args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new("kubectl");
     cmd.env("KUBECONFIG", kubeconfig()).args(args);
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("kubectl on PATH (make test puts the one built for the cluster there)");
+    let mut child = cmd
+        .spawn()
+        .expect("kubectl on PATH (make test puts the one built for the cluster there)");
     if let Some(input) = stdin {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     child.wait_with_output().expect("kubectl ran")
 }
@@ -75,9 +86,20 @@ static CRD: OnceCell<()> = OnceCell::const_new();
 pub async fn install_crd() {
     CRD.get_or_init(|| async {
         let crds = repo().join("crds");
-        let o = kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds.to_str().unwrap()]);
+        let o = kubectl(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            crds.to_str().unwrap(),
+        ]);
         assert!(o.status.success(), "CRD apply failed: {}", stderr(&o));
-        let o = kubectl(&["wait", "--for=condition=Established", "crd/inferencepools.crossover.dev", "--timeout=60s"]);
+        let o = kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/inferencepools.crossover.dev",
+            "--timeout=60s",
+        ]);
         assert!(o.status.success(), "CRD not Established: {}", stderr(&o));
     })
     .await;
@@ -97,7 +119,8 @@ impl TestNamespace {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
-        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
         Api::<Namespace>::all(client.clone())
             .create(&PostParams::default(), &ns)
             .await
@@ -128,8 +151,10 @@ impl Operator {
     }
 
     pub fn start_with(namespace: &str, env: &[(&str, &str)]) -> Self {
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("crossover-operator-{namespace}.log")))
-            .expect("operator log file");
+        let log = std::fs::File::create(
+            std::env::temp_dir().join(format!("crossover-operator-{namespace}.log")),
+        )
+        .expect("operator log file");
         let child = Command::new(env!("CARGO_BIN_EXE_crossover"))
             .args(["run", "--namespace", namespace])
             .env("KUBECONFIG", kubeconfig())
