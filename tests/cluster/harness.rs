@@ -155,7 +155,10 @@ impl Operator {
             std::env::temp_dir().join(format!("crossover-operator-{namespace}.log")),
         )
         .expect("operator log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_crossover"))
+        // CROSSOVER_BIN lets a developer point at a copy while another build rewrites target/.
+        let bin = std::env::var("CROSSOVER_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_crossover").to_string());
+        let child = Command::new(bin)
             .args(["run", "--namespace", namespace])
             .env("KUBECONFIG", kubeconfig())
             .env("RUST_LOG", "info,kube=warn")
