@@ -3,4 +3,6 @@
 //! operator process, so they run in parallel.
 
 mod harness;
+mod load;
 mod pools;
+mod sim;

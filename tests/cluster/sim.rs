@@ -1,0 +1,104 @@
+//! The repository's vLLM simulator (`vllm-sim`) answering at the pool pods' real (loopback) IPs,
+//! so the operator scrapes real vLLM exposition text over HTTP.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::ResourceExt;
+
+pub struct Sim {
+    child: Child,
+    control: String,
+    http: reqwest::Client,
+    known: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Running pods of a pool with their IPs.
+pub async fn pod_ips(client: &kube::Client, ns: &str, pool: &str) -> Vec<(String, String)> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("crossover.dev/pool={pool}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    list.iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| Some((p.name_any(), p.status.as_ref()?.pod_ip.clone()?)))
+        .collect()
+}
+
+impl Sim {
+    /// Starts the simulator serving `pool`'s current pods; each pod sustains `capacity` output tok/s.
+    pub async fn start(client: &kube::Client, ns: &str, pool: &str, output_tokens_per_second: f64) -> Self {
+        let control = format!("127.0.0.1:{}", free_port());
+        let pods = pod_ips(client, ns, pool).await;
+        assert!(!pods.is_empty(), "start the simulator once the pool has pods");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vllm-sim"));
+        cmd.args(["--control", &control, "--output-tokens-per-second", &output_tokens_per_second.to_string()]);
+        cmd.args(["--input-tokens-per-second", "1000000"]);
+        for (_, ip) in &pods {
+            cmd.args(["--pod", &format!("{pool}={ip}:8000")]);
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start vllm-sim");
+        let sim = Self {
+            child,
+            control,
+            http: reqwest::Client::new(),
+            known: std::sync::Mutex::new(pods.into_iter().map(|(_, ip)| ip).collect()),
+        };
+        crate::harness::eventually("vllm-sim control endpoint", std::time::Duration::from_secs(10), || async {
+            sim.http.get(format!("http://{}/health", sim.control)).send().await.ok().map(|_| ())
+        })
+        .await;
+        sim
+    }
+
+    /// Serves pods the pool gained since the last call (the Deployment scaled up).
+    pub async fn sync(&self, client: &kube::Client, ns: &str, pool: &str) {
+        for (_, ip) in pod_ips(client, ns, pool).await {
+            let new = self.known.lock().unwrap().insert(ip.clone());
+            if new {
+                let _ = self
+                    .http
+                    .post(format!("http://{}/pods", self.control))
+                    .json(&serde_json::json!({"address": format!("{ip}:8000"), "pool": pool}))
+                    .send()
+                    .await;
+            }
+        }
+    }
+
+    /// Offers this load to the pool, split evenly over its pods.
+    pub async fn load(&self, pool: &str, requests_per_second: f64, input_tokens: f64, output_tokens: f64) {
+        let r = self
+            .http
+            .post(format!("http://{}/load", self.control))
+            .json(&serde_json::json!({
+                "pool": pool,
+                "requestsPerSecond": requests_per_second,
+                "inputTokensPerRequest": input_tokens,
+                "outputTokensPerRequest": output_tokens,
+            }))
+            .send()
+            .await
+            .expect("vllm-sim control");
+        assert!(r.status().is_success(), "vllm-sim refused the load: {}", r.status());
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
