@@ -5,18 +5,24 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
 use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 
 pub struct Sim {
     child: Child,
     control: String,
     http: reqwest::Client,
     known: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The last load offered, offered again over new pods (the simulator splits it at POST time).
+    last_load: std::sync::Mutex<Option<(String, f64, f64, f64)>>,
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Running pods of a pool with their IPs.
@@ -35,32 +41,66 @@ pub async fn pod_ips(client: &kube::Client, ns: &str, pool: &str) -> Vec<(String
 
 impl Sim {
     /// Starts the simulator serving `pool`'s current pods; each pod sustains `capacity` output tok/s.
-    pub async fn start(client: &kube::Client, ns: &str, pool: &str, output_tokens_per_second: f64) -> Self {
+    pub async fn start(
+        client: &kube::Client,
+        ns: &str,
+        pool: &str,
+        output_tokens_per_second: f64,
+    ) -> Self {
         let control = format!("127.0.0.1:{}", free_port());
         let pods = pod_ips(client, ns, pool).await;
-        assert!(!pods.is_empty(), "start the simulator once the pool has pods");
+        assert!(
+            !pods.is_empty(),
+            "start the simulator once the pool has pods"
+        );
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vllm-sim"));
-        cmd.args(["--control", &control, "--output-tokens-per-second", &output_tokens_per_second.to_string()]);
-        cmd.args(["--input-tokens-per-second", "1000000"]);
+        cmd.args([
+            "--control",
+            &control,
+            "--output-tokens-per-second",
+            &output_tokens_per_second.to_string(),
+        ]);
+        // Fast single streams: a load step shows in the counters within a fraction of a second.
+        cmd.args([
+            "--input-tokens-per-second",
+            "1000000",
+            "--per-request-output-tokens-per-second",
+            "1000",
+        ]);
         for (_, ip) in &pods {
             cmd.args(["--pod", &format!("{pool}={ip}:8000")]);
         }
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start vllm-sim");
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start vllm-sim");
         let sim = Self {
             child,
             control,
             http: reqwest::Client::new(),
             known: std::sync::Mutex::new(pods.into_iter().map(|(_, ip)| ip).collect()),
+            last_load: std::sync::Mutex::new(None),
         };
-        crate::harness::eventually("vllm-sim control endpoint", std::time::Duration::from_secs(10), || async {
-            sim.http.get(format!("http://{}/health", sim.control)).send().await.ok().map(|_| ())
-        })
+        crate::harness::eventually(
+            "vllm-sim control endpoint",
+            std::time::Duration::from_secs(10),
+            || async {
+                sim.http
+                    .get(format!("http://{}/health", sim.control))
+                    .send()
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
         .await;
         sim
     }
 
     /// Serves pods the pool gained since the last call (the Deployment scaled up).
     pub async fn sync(&self, client: &kube::Client, ns: &str, pool: &str) {
+        let mut added = false;
         for (_, ip) in pod_ips(client, ns, pool).await {
             let new = self.known.lock().unwrap().insert(ip.clone());
             if new {
@@ -70,12 +110,29 @@ impl Sim {
                     .json(&serde_json::json!({"address": format!("{ip}:8000"), "pool": pool}))
                     .send()
                     .await;
+                added = true;
             }
+        }
+        let last = self.last_load.lock().unwrap().clone();
+        if let (true, Some((p, rps, i, o))) = (added, last) {
+            self.load(&p, rps, i, o).await;
         }
     }
 
     /// Offers this load to the pool, split evenly over its pods.
-    pub async fn load(&self, pool: &str, requests_per_second: f64, input_tokens: f64, output_tokens: f64) {
+    pub async fn load(
+        &self,
+        pool: &str,
+        requests_per_second: f64,
+        input_tokens: f64,
+        output_tokens: f64,
+    ) {
+        *self.last_load.lock().unwrap() = Some((
+            pool.to_string(),
+            requests_per_second,
+            input_tokens,
+            output_tokens,
+        ));
         let r = self
             .http
             .post(format!("http://{}/load", self.control))
@@ -88,7 +145,11 @@ impl Sim {
             .send()
             .await
             .expect("vllm-sim control");
-        assert!(r.status().is_success(), "vllm-sim refused the load: {}", r.status());
+        assert!(
+            r.status().is_success(),
+            "vllm-sim refused the load: {}",
+            r.status()
+        );
     }
 
     pub fn stop(&mut self) {
