@@ -245,6 +245,7 @@ impl Comparison {
                 .map(|a| a.output_usd_per_million_tokens),
             price_source: self.api.as_ref().map(|a| a.source.clone()),
             month_to_date,
+            run_rate_seconds: None,
         }
     }
 }

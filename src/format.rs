@@ -229,6 +229,7 @@ mod tests {
     #[test]
     fn printer_columns() {
         let cost = CostStatus {
+            run_rate_seconds: None,
             pool_monthly_usd: 605.0,
             api_monthly_usd: 2750.0,
             cheaper: Cheaper::SelfHosted,

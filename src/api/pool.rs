@@ -635,6 +635,9 @@ pub struct CostStatus {
     /// Totals for the current calendar month (UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub month_to_date: Option<MonthToDate>,
+    /// Seconds of observations the run-rate averages, up to spec.cost.runRateWindowSeconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_rate_seconds: Option<f64>,
 }
 
 /// Actual totals accumulated over a calendar month (UTC). Stored in status so a restart loses nothing.

@@ -292,28 +292,37 @@ fn update_cost(
         obs.output_tokens_per_second * span,
     );
 
-    // Trailing average of the token rates, weighted by elapsed time against the window.
+    // Trailing average of the token rates: an exact mean while less than the window has been
+    // observed, then an exponential average with the window as its time constant. Both the
+    // average (as tokens per month) and the span it covers live in status, so a restart resumes it.
     let window = f64::from(spec.cost.run_rate_window_seconds.max(60));
     let last_at = prev
         .load
         .as_ref()
         .and_then(|l| l.observed_at.as_ref())
         .map(from_time);
-    let (in_rate, out_rate) = match (prev.cost.as_ref(), last_at) {
+    let (in_rate, out_rate, covered) = match (prev.cost.as_ref(), last_at) {
         (Some(c), Some(at)) => {
-            let dt = super::observe::seconds_between(at, now).max(1.0);
-            let alpha = 1.0 - (-dt / window).exp();
+            let dt = super::observe::seconds_between(at, now).clamp(0.001, window);
+            let covered = (c.run_rate_seconds.unwrap_or(0.0) + dt).min(window);
+            let weight = dt / covered;
             let old_in = c.input_tokens_per_month / cost::SECONDS_PER_MONTH;
             let old_out = c.output_tokens_per_month / cost::SECONDS_PER_MONTH;
             (
-                old_in + alpha * (obs.input_tokens_per_second - old_in),
-                old_out + alpha * (obs.output_tokens_per_second - old_out),
+                old_in + weight * (obs.input_tokens_per_second - old_in),
+                old_out + weight * (obs.output_tokens_per_second - old_out),
+                covered,
             )
         }
-        _ => (obs.input_tokens_per_second, obs.output_tokens_per_second),
+        _ => (
+            obs.input_tokens_per_second,
+            obs.output_tokens_per_second,
+            interval.min(window),
+        ),
     };
     match cost::run_rate(spec, in_rate, out_rate, replicas_u, utilization, Some(mtd)) {
-        Ok(c) => {
+        Ok(mut c) => {
+            c.run_rate_seconds = Some(covered);
             s.cost = Some(c);
             Ok(())
         }

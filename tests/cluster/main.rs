@@ -4,5 +4,6 @@
 
 mod harness;
 mod load;
+mod money;
 mod pools;
 mod sim;
