@@ -3,7 +3,6 @@ SHELL := /bin/bash
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 export CROSSOVER_CLUSTER_DIR := $(CLUSTER_DIR)
 KUBECONFIG_LOCAL := $(CLUSTER_DIR)/kubeconfig
-TOOLS_BIN = $(shell tools/build.sh 2>/dev/null | tail -n 1)
 
 .PHONY: build crds tools cluster-up cluster-down lint unit test test-cluster demo demo-down
 

@@ -55,16 +55,28 @@ done
 
 # Every pod gets a loopback IP from kwok: serve vLLM's /metrics there with the simulator, with
 # some load on each pool, so the operator has real numbers to size and price.
-if [ -x target/debug/vllm-sim ] && target/debug/vllm-sim --help >/dev/null 2>&1; then
-  pods=$(kubectl -n "$ns" get pods -o jsonpath='{range .items[*]}{.status.podIP}:8000 {end}')
-  args=()
-  for p in $pods; do args+=(--pod "$p"); done
-  if [ ${#args[@]} -gt 0 ]; then
-    say "starting the vLLM simulator at ${#args[@]} pod addresses (log: $state/vllm-sim.log)"
-    target/debug/vllm-sim "${args[@]}" --requests-per-second 3 --input-tokens-per-request 1500 \
-      --output-tokens-per-request 250 >"$state/vllm-sim.log" 2>&1 &
-    echo $! >"$state/vllm-sim.pid"
-  fi
+control=127.0.0.1:${DEMO_SIM_CONTROL_PORT:-9400}
+args=()
+while read -r pool ip; do
+  [ -n "$ip" ] && args+=(--pod "$pool=$ip:8000")
+done < <(kubectl -n "$ns" get pods -o jsonpath='{range .items[*]}{.metadata.labels.crossover\.dev/pool} {.status.podIP}{"\n"}{end}')
+if [ ${#args[@]} -gt 0 ]; then
+  say "starting the vLLM simulator at ${#args[@]} pod addresses (log: $state/vllm-sim.log)"
+  target/debug/vllm-sim --control "$control" --output-tokens-per-second 1500 "${args[@]}" >"$state/vllm-sim.log" 2>&1 &
+  echo $! >"$state/vllm-sim.pid"
+  for _ in $(seq 1 50); do curl -sf "http://$control/health" >/dev/null && break; sleep 0.2; done
+  # Per pool: requests/s, input and output tokens per request, from a trickle to a busy pool.
+  while read -r pool rps input output; do
+    curl -sf -X POST "http://$control/load" -H 'content-type: application/json' \
+      -d "{\"pool\":\"$pool\",\"requestsPerSecond\":$rps,\"inputTokensPerRequest\":$input,\"outputTokensPerRequest\":$output}" >/dev/null || true
+  done <<LOAD
+gemma-small-volume 0.05 400 120
+gemma-at-volume 0.5 380 114
+h100-bare-metal-low 2 950 285
+h100-bare-metal-high 2 950 285
+llama-70b-a100 3 1500 250
+qwen-external 1 800 300
+LOAD
 fi
 
 say "waiting for the first readings"

@@ -40,6 +40,9 @@ struct Last {
 
 type PromResult = Arc<BTreeMap<PoolKey, PoolReading>>;
 
+/// A Prometheus server as pools name it: URL and bearer token.
+type PromServer = (String, Option<String>);
+
 #[derive(Default)]
 struct PromEntry {
     last: Option<(Instant, Result<PromResult, String>)>,
@@ -49,7 +52,7 @@ struct PromEntry {
 pub struct Observer {
     http: reqwest::Client,
     last: Mutex<HashMap<PoolKey, Last>>,
-    prometheus: Mutex<HashMap<(String, Option<String>), Arc<tokio::sync::Mutex<PromEntry>>>>,
+    prometheus: Mutex<HashMap<PromServer, Arc<tokio::sync::Mutex<PromEntry>>>>,
     pub scrape_timeout: Duration,
 }
 
@@ -119,7 +122,7 @@ impl Observer {
         let expected = serving.len() as u32;
         let current = match pool.spec.scaling.metrics.source {
             MetricsSource::Scrape => self.scrape(pool, &serving).await,
-            MetricsSource::Prometheus => self.from_prometheus(client, pods, pool, interval).await,
+            MetricsSource::Prometheus => self.read_prometheus(client, pods, pool, interval).await,
         };
         let current = match current {
             Ok(r) => r,
@@ -183,7 +186,7 @@ impl Observer {
     }
 
     /// One set of queries per Prometheus server and interval, shared by every pool that uses it.
-    async fn from_prometheus(
+    async fn read_prometheus(
         &self,
         client: &Client,
         pods: &Store<Pod>,

@@ -146,7 +146,7 @@ pub async fn reconcile(
         publish(
             &ctx,
             &pool.object_ref(&()),
-            note.type_.clone(),
+            note.type_,
             note.reason,
             note.message.clone(),
         )

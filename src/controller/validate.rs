@@ -31,7 +31,7 @@ pub fn validate(spec: &InferencePoolSpec) -> Result<(), InvalidSpec> {
         );
     }
     let t = spec.capacity.target_utilization;
-    if !(t > 0.0 && t <= 1.0) {
+    if t.is_nan() || t <= 0.0 || t > 1.0 {
         return fail("spec.capacity.targetUtilization must be above 0 and at most 1");
     }
     let c = &spec.cost;
@@ -40,10 +40,13 @@ pub fn validate(spec: &InferencePoolSpec) -> Result<(), InvalidSpec> {
             "set exactly one of spec.cost.replicaHourlyUsd or spec.cost.replicaMonthlyUsd",
         );
     }
-    let negative = |v: Option<f64>| v.is_some_and(|x| !(x >= 0.0));
+    // NaN counts as negative: it is no price.
+    let negative = |v: Option<f64>| v.is_some_and(|x| x.is_nan() || x < 0.0);
     if negative(c.replica_hourly_usd)
         || negative(c.replica_monthly_usd)
-        || c.overheads.iter().any(|o| !(o.monthly_usd >= 0.0))
+        || c.overheads
+            .iter()
+            .any(|o| o.monthly_usd.is_nan() || o.monthly_usd < 0.0)
     {
         return fail("spec.cost prices must be zero or more");
     }
