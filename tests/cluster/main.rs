@@ -6,4 +6,5 @@ mod harness;
 mod load;
 mod money;
 mod pools;
+mod prometheus;
 mod sim;
