@@ -2,10 +2,11 @@
 //! which is cheaper, where they break even, and the month-to-date totals kept in status.
 //! Pure functions over the spec and observed volumes; no clock, no IO.
 
-use crate::api::{Cheaper, CompareTo, CostSpec, CostStatus, InferencePoolSpec, MonthToDate};
+use crate::api::{
+    Cheaper, CompareTo, CostSpec, CostStatus, InferencePoolSpec, MonthToDate, from_time, to_time,
+};
 use crate::catalog;
 use chrono::{DateTime, Datelike, TimeZone, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use thiserror::Error;
 
 /// Hours in a month for run-rates, as cloud providers bill a "month" (8,760 h / 12).
@@ -353,7 +354,7 @@ pub fn accumulate(
     output_tokens: f64,
 ) -> MonthToDate {
     let end = floor_to_second(to);
-    let prev_until = prev.and_then(|p| from_time(&p.accounted_until));
+    let prev_until = prev.map(|p| from_time(&p.accounted_until));
     if let (Some(p), Some(until)) = (prev, prev_until)
         && end <= until
     {
@@ -368,7 +369,7 @@ pub fn accumulate(
         (Some(p), Some(_)) if p.period == period => p.clone(),
         _ => MonthToDate {
             period,
-            accounted_until: to_time(month_start).unwrap_or_else(|| to_time_or_epoch(end)),
+            accounted_until: to_time(month_start),
             input_tokens: 0.0,
             output_tokens: 0.0,
             replica_hours: 0.0,
@@ -376,14 +377,12 @@ pub fn accumulate(
             api_usd: 0.0,
         },
     };
-    let already = from_time(&totals.accounted_until).unwrap_or(month_start);
+    let already = from_time(&totals.accounted_until);
     let start = from.max(already).max(month_start);
     if start >= end {
         return totals;
     }
-    let Some(end_time) = to_time(end) else {
-        return totals;
-    };
+    let end_time = to_time(end);
 
     let counted_seconds = seconds_between(start, end);
     let interval_seconds = seconds_between(from, to);
@@ -457,25 +456,6 @@ fn seconds_between(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
 
 fn floor_to_second(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at)
-}
-
-/// chrono → the Kubernetes Time in status (whole seconds); None outside jiff's years -9999..9999.
-pub fn to_time(at: DateTime<Utc>) -> Option<Time> {
-    k8s_openapi::jiff::Timestamp::from_second(at.timestamp())
-        .ok()
-        .map(Time)
-}
-
-fn to_time_or_epoch(at: DateTime<Utc>) -> Time {
-    to_time(at).unwrap_or(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH))
-}
-
-/// The Kubernetes Time in status → chrono.
-pub fn from_time(time: &Time) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(
-        time.0.as_second(),
-        u32::try_from(time.0.subsec_nanosecond()).unwrap_or(0),
-    )
 }
 
 #[cfg(test)]

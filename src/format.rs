@@ -20,7 +20,7 @@ pub fn usd(amount_usd: f64) -> String {
         }
         return format!("{sign}${cents}");
     }
-    format!("{sign}${}", thousands(abs.round() as u64))
+    format!("{sign}${}", thousands(abs.round()))
 }
 
 /// A share as a whole percentage: 0.341 → "34%".
@@ -123,9 +123,14 @@ pub fn display(
     }
 }
 
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+/// A count with thousands separators, rounded: 2840.4 → "2,840", -1500 → "-1,500".
+pub fn thousands(value: f64) -> String {
+    let rounded = value.round();
+    let digits = format!("{}", rounded.abs() as u64);
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if rounded < 0.0 {
+        out.push('-');
+    }
     for (i, c) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');

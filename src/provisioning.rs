@@ -3,7 +3,7 @@
 //! changes once a new classification has held for its window, so it does not flap.
 
 use crate::api::{InferencePoolSpec, ProvisioningStatus, ScalingMode, Verdict};
-use crate::cost::{self, ReplicaPrice};
+use crate::cost::ReplicaPrice;
 use crate::format;
 use crate::load::Observation;
 use chrono::{DateTime, Utc};
@@ -246,7 +246,7 @@ pub fn assess(input: &ProvisioningInput, policy: &ProvisioningPolicy) -> Provisi
     let previous_since = input
         .previous
         .and_then(|p| p.since.as_ref())
-        .and_then(cost::from_time)
+        .map(crate::api::from_time)
         .unwrap_or(now);
 
     if reading.verdict == previous_verdict {
@@ -258,7 +258,7 @@ pub fn assess(input: &ProvisioningInput, policy: &ProvisioningPolicy) -> Provisi
         .previous
         .filter(|p| p.pending_verdict == Some(reading.verdict))
         .and_then(|p| p.pending_since.as_ref())
-        .and_then(cost::from_time)
+        .map(crate::api::from_time)
         .unwrap_or(now)
         .min(now);
     let held = now - pending_since;
@@ -318,9 +318,9 @@ fn status(
     ProvisioningStatus {
         verdict,
         message,
-        since: cost::to_time(since),
+        since: Some(crate::api::to_time(since)),
         pending_verdict: pending.map(|(v, _)| v),
-        pending_since: pending.and_then(|(_, at)| cost::to_time(at)),
+        pending_since: pending.map(|(_, at)| crate::api::to_time(at)),
     }
 }
 
@@ -610,7 +610,7 @@ spec:
         assert_eq!(last.verdict, Verdict::OverProvisioned);
         assert_eq!(
             last.since,
-            cost::to_time(t0() + Duration::seconds(15)),
+            Some(crate::api::to_time(t0() + Duration::seconds(15))),
             "since when it held"
         );
         assert_eq!(last.pending_verdict, None);

@@ -2,7 +2,8 @@
 //! deterministic: the controller and the simulator (`crossover simulate`) call the same
 //! [`recommend`], and everything it must remember between calls travels in [`SizingStatus`].
 
-use crate::api::{InferencePoolSpec, Recommendation, SizingStatus};
+use crate::api::{InferencePoolSpec, Recommendation, SizingStatus, from_time, to_time};
+use crate::format::thousands;
 use crate::load::Observation;
 use chrono::{DateTime, TimeDelta, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -377,34 +378,6 @@ pub fn capacity_disagreement(configured: Option<f64>, learned: Option<f64>) -> O
         thousands(l),
         (l - c) / c * 100.0
     ))
-}
-
-/// 2840.4 → "2,840".
-pub fn thousands(value: f64) -> String {
-    let rounded = value.round();
-    let digits = format!("{}", rounded.abs() as u64);
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if rounded < 0.0 {
-        out.push('-');
-    }
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
-
-/// chrono → the apimachinery `Time` that status stores.
-pub fn to_time(t: DateTime<Utc>) -> Time {
-    // Out-of-range instants cannot come from a clock in this millennium; fall back to the epoch.
-    Time(k8s_openapi::jiff::Timestamp::from_millisecond(t.timestamp_millis()).unwrap_or_default())
-}
-
-/// The apimachinery `Time` from status → chrono.
-pub fn from_time(t: &Time) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(t.0.as_millisecond()).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -20,11 +20,12 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     serde_yaml::to_string(&InferencePool::crd())
 }
 
-/// Converts crossover's clock type to the API's timestamp type (k8s-openapi uses jiff).
+/// Converts crossover's clock type to the API's timestamp type (k8s-openapi uses jiff), in whole
+/// seconds: the precision status keeps, so a value survives a round trip through the API server.
 pub fn to_time(
     t: chrono::DateTime<chrono::Utc>,
 ) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
-    let ts = k8s_openapi::jiff::Timestamp::from_millisecond(t.timestamp_millis())
+    let ts = k8s_openapi::jiff::Timestamp::from_second(t.timestamp())
         .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
     k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts)
 }

@@ -2,7 +2,7 @@
 //! policy's ready capacity over time.
 
 use super::SimReport;
-use crate::sizing::thousands;
+use crate::format::thousands;
 use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::path::Path;
