@@ -33,8 +33,8 @@ test: lint
 	tools/build.sh
 	cargo build --bins --tests
 	@set -euo pipefail; \
-	tools/cluster.sh up; \
 	trap 'tools/cluster.sh down' EXIT; \
+	tools/cluster.sh up; \
 	PATH="$$(tools/build.sh 2>/dev/null | tail -n 1):$$PATH" KUBECONFIG="$(KUBECONFIG_LOCAL)" \
 	  CROSSOVER_REQUIRE_CLUSTER=1 cargo test -- --test-threads=4
 

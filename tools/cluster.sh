@@ -132,6 +132,8 @@ up() {
   local built=$SECONDS
   down quiet
   mkdir -p "$dir"
+  # A start that fails half way leaves nothing running behind it.
+  trap 'rc=$?; if [ $rc -ne 0 ]; then log "start failed; stopping what was started"; down quiet; fi' EXIT
   pki
   kubeconfig
   local kc="$dir/kubeconfig" p="$dir/pki"
@@ -175,12 +177,14 @@ up() {
   for i in $(seq 0 $((gpu_nodes - 1))); do
     gpu_node "$i" "${products[$((i % ${#products[@]}))]}"
   done | "${k[@]}" apply -f - >/dev/null
-  wait_for "ready GPU nodes" 30 bash -c "[ \$('${k[*]}' get nodes --no-headers 2>/dev/null | grep -c ' Ready') -ge $gpu_nodes ]"
+  nodes_ready() { [ "$("${k[@]}" get nodes --no-headers 2>/dev/null | grep -c ' Ready ')" -ge "$gpu_nodes" ]; }
+  wait_for "ready GPU nodes" 30 nodes_ready
   # The API server taints new nodes not-ready; the node lifecycle controller, which would lift
   # it, is off (kwok nodes send no heartbeats and would be evicted), so lift it here.
   "${k[@]}" taint nodes --all node.kubernetes.io/not-ready:NoSchedule- >/dev/null 2>&1 || true
   log "cluster up in $((SECONDS - t0))s ($((built - t0))s checking/building binaries, $((SECONDS - built))s starting)"
   echo "$((SECONDS - built))" >"$dir/start-seconds"
+  trap - EXIT
   usage
 }
 

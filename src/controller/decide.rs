@@ -61,7 +61,11 @@ pub fn decide(inp: &Inputs) -> Plan {
         Outcome::Fresh(o) => Some(o),
         _ => None,
     };
-    let decision = matches!(inp.outcome, Outcome::Fresh(_) | Outcome::Missing(_)).then(|| {
+    let decision = matches!(
+        inp.outcome,
+        Outcome::Fresh(_) | Outcome::Missing(_) | Outcome::NotServing(_)
+    )
+    .then(|| {
         let input = SizingInput {
             observation: observation.cloned(),
             current_replicas: current,
@@ -187,7 +191,9 @@ pub fn decide(inp: &Inputs) -> Plan {
             .iter()
             .find(|c| c.type_ == status::METRICS_AVAILABLE)
             .is_none_or(|c| c.status == "True");
-        if !update.status && was_true && update.reason != "WarmingUp" {
+        // One Warning when data that should be there goes missing; a starting pool is no fault.
+        if !update.status && was_true && matches!(update.reason.as_str(), "NoData" | "PartialData")
+        {
             events.push(Note {
                 type_: EventType::Warning,
                 reason: "MetricsUnavailable",
@@ -353,6 +359,17 @@ fn metrics_condition(
                 o.pods_observed, o.pods_expected
             ),
         )),
+        Outcome::Fresh(o) if o.pods_observed + o.pods_new >= o.pods_expected => {
+            Some(ConditionUpdate::new(
+                status::METRICS_AVAILABLE,
+                true,
+                "NewPods",
+                format!(
+                    "{}/{} pods reported; {} new pod(s) count from the next interval{disagreement}",
+                    o.pods_observed, o.pods_expected, o.pods_new
+                ),
+            ))
+        }
         Outcome::Fresh(o) => Some(ConditionUpdate::new(
             status::METRICS_AVAILABLE,
             false,
@@ -369,6 +386,12 @@ fn metrics_condition(
             false,
             "NoData",
             format!("{why}; the pool is held at its size"),
+        )),
+        Outcome::NotServing(why) => Some(ConditionUpdate::new(
+            status::METRICS_AVAILABLE,
+            false,
+            "NoReadyPods",
+            why.clone(),
         )),
         Outcome::WarmingUp
             if !s

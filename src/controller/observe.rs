@@ -31,6 +31,8 @@ pub enum Outcome {
     WarmingUp,
     /// No data: why, for the MetricsAvailable condition. Never a reason to scale down.
     Missing(String),
+    /// No pod serves yet (the pool is starting or scaled to zero): nothing to read, nothing wrong.
+    NotServing(String),
 }
 
 struct Last {
@@ -117,7 +119,7 @@ impl Observer {
         let serving = serving_pods(pods, &ns, &key.1);
         if serving.is_empty() {
             self.lock_last().remove(&key);
-            return Outcome::Missing("no Ready pods to read metrics from".into());
+            return Outcome::NotServing("no Ready pods to read metrics from yet".into());
         }
         let expected = serving.len() as u32;
         let current = match pool.spec.scaling.metrics.source {

@@ -101,7 +101,7 @@ pub async fn reconcile(
             .observe(&ctx.client, &ctx.pods, pool, interval)
             .await
     } else {
-        Outcome::Missing("the Deployment does not exist yet".into())
+        Outcome::NotServing("the Deployment does not exist yet".into())
     };
     let plan = decide::decide(&decide::Inputs {
         pool,

@@ -47,6 +47,7 @@ pub fn derive(prev: &PoolReading, cur: &PoolReading, pods_expected: u32) -> Obse
         obs.kv_cache_usage = obs.kv_cache_usage.max(r.kv_cache_usage.unwrap_or(0.0));
 
         let Some(before) = prev.get(pod) else {
+            obs.pods_new += 1;
             continue;
         };
         let elapsed_seconds = (now.at - before.at).as_seconds_f64();

@@ -33,6 +33,9 @@ pub struct Observation {
     /// Pods whose metrics were read, and pods that should have answered (Ready pods of the pool).
     pub pods_observed: u32,
     pub pods_expected: u32,
+    /// Pods that answered for the first time: their rates count from the next interval. They
+    /// leave the observation incomplete (no scale-down) without meaning anything is wrong.
+    pub pods_new: u32,
 }
 
 impl Observation {

@@ -102,11 +102,17 @@ async fn a_load_step_scales_the_pool_up_within_two_sync_intervals() {
     eprintln!("first scale-up {first_scale:?} after the load step (interval {INTERVAL_S}s)");
     // The first replica only shows saturation (its output is capped); the rest follow as the new
     // pods report.
-    eventually("3 replicas", Duration::from_secs(60), || async {
-        sim.sync(&client, &ns.name, "llama").await;
-        (replicas(&client, &ns.name, "llama").await? == 3).then_some(())
-    })
+    eventually(
+        "3 replicas, all served by the simulator",
+        Duration::from_secs(60),
+        || async {
+            sim.sync(&client, &ns.name, "llama").await;
+            let pods = crate::sim::pod_ips(&client, &ns.name, "llama").await.len();
+            (replicas(&client, &ns.name, "llama").await? == 3 && pods == 3).then_some(())
+        },
+    )
     .await;
+    sim.sync(&client, &ns.name, "llama").await;
     let o = kubectl(&[
         "get",
         "events",
@@ -132,11 +138,17 @@ async fn a_load_drop_scales_down_only_after_the_stabilization_window() {
     let _op = Operator::start(&ns.name);
     let sim = pool_with_sim(&client, &ns.name, "llama", &pool("llama", ""), 1000.0).await;
     sim.load("llama", 3.0, 200.0, 500.0).await;
-    eventually("3 replicas", Duration::from_secs(60), || async {
-        sim.sync(&client, &ns.name, "llama").await;
-        (replicas(&client, &ns.name, "llama").await? == 3).then_some(())
-    })
+    eventually(
+        "3 replicas, all served by the simulator",
+        Duration::from_secs(60),
+        || async {
+            sim.sync(&client, &ns.name, "llama").await;
+            let pods = crate::sim::pod_ips(&client, &ns.name, "llama").await.len();
+            (replicas(&client, &ns.name, "llama").await? == 3 && pods == 3).then_some(())
+        },
+    )
     .await;
+    sim.sync(&client, &ns.name, "llama").await;
     // Let every replica serve for a few intervals, then drop to 200 tok/s: one replica's worth.
     tokio::time::sleep(Duration::from_secs(3 * INTERVAL_S)).await;
     sim.load("llama", 0.5, 200.0, 400.0).await;
@@ -171,11 +183,17 @@ async fn dead_metrics_endpoints_hold_the_size_and_set_the_condition() {
     let _op = Operator::start(&ns.name);
     let sim = pool_with_sim(&client, &ns.name, "llama", &pool("llama", ""), 1000.0).await;
     sim.load("llama", 3.0, 200.0, 500.0).await;
-    eventually("3 replicas", Duration::from_secs(60), || async {
-        sim.sync(&client, &ns.name, "llama").await;
-        (replicas(&client, &ns.name, "llama").await? == 3).then_some(())
-    })
+    eventually(
+        "3 replicas, all served by the simulator",
+        Duration::from_secs(60),
+        || async {
+            sim.sync(&client, &ns.name, "llama").await;
+            let pods = crate::sim::pod_ips(&client, &ns.name, "llama").await.len();
+            (replicas(&client, &ns.name, "llama").await? == 3 && pods == 3).then_some(())
+        },
+    )
     .await;
+    sim.sync(&client, &ns.name, "llama").await;
     drop(sim);
     let pools: Api<InferencePool> = Api::namespaced(client.clone(), &ns.name);
     eventually(

@@ -29,6 +29,7 @@ async fn priced_pool(
     manifest: &str,
     input_per_month: f64,
     output_per_month: f64,
+    rps: f64,
 ) -> Sim {
     apply(ns, manifest);
     eventually("a running pod", Duration::from_secs(60), || async {
@@ -36,13 +37,14 @@ async fn priced_pool(
     })
     .await;
     let sim = Sim::start(client, ns, name, 100_000.0).await;
-    // Two requests a second carrying the month's volume spread evenly (the simulator is a fluid
-    // model, but a request generates at least one token, so fewer, larger requests keep it exact).
+    // `rps` requests a second carry the month's volume. Prompt tokens arrive a request at a time,
+    // so more requests give smoother rates; but a request generates at least one token, so small
+    // volumes need fewer, larger requests.
     sim.load(
         name,
-        2.0,
-        input_per_month / SECONDS_PER_MONTH / 2.0,
-        output_per_month / SECONDS_PER_MONTH / 2.0,
+        rps,
+        input_per_month / SECONDS_PER_MONTH / rps,
+        output_per_month / SECONDS_PER_MONTH / rps,
     )
     .await;
     sim
@@ -105,7 +107,18 @@ async fn the_worked_scenarios_reproduce_in_the_status_the_controller_writes() {
     ];
     let mut sims = Vec::new();
     for (file, name, input, output, _, _, _) in cases {
-        sims.push(priced_pool(&client, &ns.name, name, &example(file, name), input, output).await);
+        sims.push(
+            priced_pool(
+                &client,
+                &ns.name,
+                name,
+                &example(file, name),
+                input,
+                output,
+                2.0,
+            )
+            .await,
+        );
     }
     for (_, name, _, _, pool_usd, api_usd, cheaper) in cases {
         let c = cost_when(&client, &ns.name, name, "the scenario's API bill", |c| {
@@ -150,6 +163,7 @@ spec:
         manifest,
         in_tps * SECONDS_PER_MONTH,
         out_tps * SECONDS_PER_MONTH,
+        40.0,
     )
     .await;
 
@@ -267,7 +281,7 @@ async fn a_month_boundary_starts_a_new_period() {
         &[("CROSSOVER_CLOCK_OFFSET_SECONDS", &offset.to_string())],
     );
     let manifest = example("scenario-b-gemma-at-volume.yaml", "month");
-    let _sim = priced_pool(&client, &ns.name, "month", &manifest, 500e6, 150e6).await;
+    let _sim = priced_pool(&client, &ns.name, "month", &manifest, 500e6, 150e6, 2.0).await;
     let period = format!("{y:04}-{mo:02}");
     let c = cost_when(
         &client,

@@ -103,10 +103,11 @@ async fn pool_gets_owned_gpu_deployment_and_service_with_running_pods_and_status
     );
     assert!(c.readiness_probe.is_some() && c.startup_probe.is_some());
 
-    let svc = Api::<Service>::namespaced(client.clone(), &ns.name)
-        .get("gemma")
-        .await
-        .unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns.name);
+    let svc = eventually("the Service", WAIT, || async {
+        services.get_opt("gemma").await.ok().flatten()
+    })
+    .await;
     assert_eq!(svc.owner_references()[0].name, "gemma");
     assert_eq!(
         svc.spec.unwrap().ports.unwrap()[0].name.as_deref(),
