@@ -129,7 +129,16 @@ pub fn recommend(
     // (each round asks for 1/target times the last). Saturated, size at full capacity and let the
     // saturation rule add the one replica that says "more".
     let effective_target = if saturation.is_empty() { target } else { 1.0 };
-    let token_raw = work.map(|w| ((w / effective_target) - CEIL_EPSILON).ceil().max(0.0) as i32);
+    // Requests waiting are work that arrived and was not served: add what drains them within a
+    // replica's startup time, at the work per request the served traffic shows. Served tokens
+    // alone cannot exceed the ready replicas' ceiling, so without this a saturated pool grows
+    // one replica per startup.
+    let backlog = backlog_replicas(o, work, scaling.startup_seconds);
+    let token_raw = work.map(|w| {
+        (((w + backlog) / effective_target) - CEIL_EPSILON)
+            .ceil()
+            .max(0.0) as i32
+    });
     let mut raw = token_raw.unwrap_or(current);
     let mut why = match (&capacity, work) {
         (Some(c), Some(w)) => c.describe(o, w, effective_target, raw),
@@ -295,6 +304,18 @@ impl Capacity {
 }
 
 /// The saturation signals that fire in `o`, in words; empty when none does.
+/// Replicas that would drain the queued requests within `startup_seconds` (at least a minute), at
+/// the work per finished request the interval shows; 0 without a queue or without finished requests.
+fn backlog_replicas(o: &Observation, work: Option<f64>, startup_seconds: i32) -> f64 {
+    match work {
+        Some(w) if o.requests_waiting > 0.0 && o.requests_per_second > 0.0 && w > 0.0 => {
+            let work_per_request = w / o.requests_per_second;
+            o.requests_waiting * work_per_request / f64::from(startup_seconds.max(60))
+        }
+        _ => 0.0,
+    }
+}
+
 fn saturation_signals(
     spec: &InferencePoolSpec,
     o: &Observation,
@@ -501,6 +522,21 @@ mod tests {
         let mut c = case("sustained queue with a low token rate adds one", 3, Some(o));
         c.history.queue_since = Some(to_time(t(-45)));
         c.want = 4;
+        cases.push(c);
+
+        // Saturated at 3,000 output tok/s on 3 replicas of 1,000 with 50 requests/s finishing:
+        // 0.06 replica-seconds a request. 9,000 queued requests are 540 replica-seconds of work,
+        // 3 replicas more to drain them over the 180 s startup: 6, where "+1" would give 4.
+        let mut o = obs(3000.0, 3);
+        o.requests_per_second = 50.0;
+        o.requests_waiting = 9000.0;
+        let mut c = case(
+            "a deep queue asks for the replicas that drain it",
+            3,
+            Some(o),
+        );
+        c.history.queue_since = Some(to_time(t(-45)));
+        c.want = 6;
         cases.push(c);
 
         let mut o = obs(200.0, 3);

@@ -194,6 +194,7 @@ pub struct Telemetry {
     cum_output_tokens: Vec<f64>,
     cum_work: Vec<f64>,
     cum_busy: Vec<f64>,
+    cum_requests: Vec<f64>,
     /// Requests still queued at the end of each second.
     pub waiting: Vec<f64>,
 }
@@ -205,6 +206,7 @@ impl Telemetry {
             cum_output_tokens: Vec::with_capacity(n + 1),
             cum_work: Vec::with_capacity(n + 1),
             cum_busy: Vec::with_capacity(n + 1),
+            cum_requests: Vec::with_capacity(n + 1),
             waiting: Vec::with_capacity(n),
         };
         for v in [
@@ -212,13 +214,22 @@ impl Telemetry {
             &mut t.cum_output_tokens,
             &mut t.cum_work,
             &mut t.cum_busy,
+            &mut t.cum_requests,
         ] {
             v.push(0.0);
         }
         t
     }
 
-    fn push(&mut self, input: f64, output: f64, work: f64, busy: f64, waiting: f64) {
+    fn push(
+        &mut self,
+        input: f64,
+        output: f64,
+        work: f64,
+        busy: f64,
+        waiting: f64,
+        served_requests: f64,
+    ) {
         let last = |v: &Vec<f64>| v[v.len() - 1];
         self.cum_input_tokens
             .push(last(&self.cum_input_tokens) + input);
@@ -226,6 +237,8 @@ impl Telemetry {
             .push(last(&self.cum_output_tokens) + output);
         self.cum_work.push(last(&self.cum_work) + work);
         self.cum_busy.push(last(&self.cum_busy) + busy);
+        self.cum_requests
+            .push(last(&self.cum_requests) + served_requests);
         self.waiting.push(waiting);
     }
 
@@ -260,6 +273,10 @@ impl Telemetry {
     /// Replica-seconds of work served per second.
     pub fn work(&self, (from, to): (usize, usize)) -> f64 {
         Self::mean(&self.cum_work, from, to)
+    }
+    /// Requests finished per second.
+    pub fn requests_per_second(&self, (from, to): (usize, usize)) -> f64 {
+        Self::mean(&self.cum_requests, from, to)
     }
     /// Mean share of ready capacity busy.
     pub fn busy(&self, (from, to): (usize, usize)) -> f64 {
@@ -393,6 +410,7 @@ pub fn run(model: &Model, autoscaler: &mut dyn Autoscaler) -> PolicyResult {
         let (served_in, served_out) = (q_in * share, q_out * share);
         q_in -= served_in;
         q_out -= served_out;
+        let served_requests = q_req * share;
         q_req *= 1.0 - share;
         if q_req < 1e-6 {
             q_req = 0.0;
@@ -403,7 +421,14 @@ pub fn run(model: &Model, autoscaler: &mut dyn Autoscaler) -> PolicyResult {
         } else {
             1.0
         };
-        tel.push(served_in, served_out, served_work, busy, q_req);
+        tel.push(
+            served_in,
+            served_out,
+            served_work,
+            busy,
+            q_req,
+            served_requests,
+        );
     }
 
     let spec = model.spec;

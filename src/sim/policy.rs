@@ -67,6 +67,7 @@ impl Autoscaler for Crossover {
             input_tokens_per_second: tel.input_tokens_per_second(window),
             output_tokens_per_second: tel.output_tokens_per_second(window),
             requests_waiting: tel.waiting_at(window),
+            requests_per_second: tel.requests_per_second(window),
             // vLLM's KV-cache use tracks how full the batch is; the model's proxy is the busy share.
             kv_cache_usage: tel.busy(window),
             pods_observed: pool.ready.max(0) as u32,
