@@ -36,7 +36,7 @@ test: lint
 	trap 'tools/cluster.sh down' EXIT; \
 	tools/cluster.sh up; \
 	PATH="$$(tools/build.sh 2>/dev/null | tail -n 1):$$PATH" KUBECONFIG="$(KUBECONFIG_LOCAL)" \
-	  CROSSOVER_REQUIRE_CLUSTER=1 cargo test -- --test-threads=4
+	  cargo test --no-fail-fast -- --test-threads=4
 
 ## A local cluster, the operator, the example pools and the `kubectl get inferencepools` table.
 demo:

@@ -343,9 +343,15 @@ async fn a_reconcile_with_nothing_changed_writes_nothing() {
     let _op = Operator::start(&ns.name);
     apply(&ns.name, &pool_yaml("gemma", ""));
     let pools: Api<InferencePool> = Api::namespaced(client.clone(), &ns.name);
-    // Settle: pods running and ready, status written.
-    eventually("ready status", WAIT, || async {
-        (pools.get("gemma").await.ok()?.status?.ready_replicas == 2).then_some(())
+    // Settle: pods running and ready, and the operator has tried to read them (no simulator
+    // here, so the steady state is MetricsAvailable=False/NoData).
+    eventually("settled status", WAIT, || async {
+        let s = pools.get("gemma").await.ok()?.status?;
+        let metrics = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "MetricsAvailable")?;
+        (s.ready_replicas == 2 && metrics.reason == "NoData").then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
