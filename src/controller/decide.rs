@@ -457,6 +457,18 @@ mod tests {
         p
     }
 
+    /// One reconcile of a pool whose Deployment runs and serves `replicas`.
+    fn settled(p: &InferencePool, replicas: i32, outcome: &Outcome, now: DateTime<Utc>) -> Plan {
+        decide(&Inputs {
+            pool: p,
+            current_replicas: Some(replicas),
+            deployment_replicas: replicas,
+            ready_replicas: replicas,
+            outcome,
+            now,
+        })
+    }
+
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()
     }
@@ -475,14 +487,7 @@ mod tests {
     fn load_above_capacity_scales_up_with_an_event_that_carries_the_numbers() {
         let p = pool("");
         let outcome = Outcome::Fresh(obs(2000.0));
-        let plan = decide(&Inputs {
-            pool: &p,
-            current_replicas: Some(2),
-            deployment_replicas: 2,
-            ready_replicas: 2,
-            outcome: &outcome,
-            now: now(),
-        });
+        let plan = settled(&p, 2, &outcome, now());
         assert_eq!(
             plan.desired_replicas, 3,
             "2,000 tok/s at 70% of 1,000 needs 3"
@@ -502,14 +507,7 @@ mod tests {
     fn missing_metrics_hold_the_size_and_warn_once() {
         let mut p = pool("");
         let outcome = Outcome::Missing("2 of 2 pods could not be scraped".into());
-        let plan = decide(&Inputs {
-            pool: &p,
-            current_replicas: Some(3),
-            deployment_replicas: 3,
-            ready_replicas: 3,
-            outcome: &outcome,
-            now: now(),
-        });
+        let plan = settled(&p, 3, &outcome, now());
         assert_eq!(plan.desired_replicas, 3);
         let c = plan
             .status
@@ -527,14 +525,7 @@ mod tests {
         );
         // The next reconcile, still without data: no second Warning.
         p.status = Some(plan.status);
-        let again = decide(&Inputs {
-            pool: &p,
-            current_replicas: Some(3),
-            deployment_replicas: 3,
-            ready_replicas: 3,
-            outcome: &outcome,
-            now: now() + chrono::Duration::seconds(15),
-        });
+        let again = settled(&p, 3, &outcome, now() + chrono::Duration::seconds(15));
         assert_eq!(again.desired_replicas, 3);
         assert!(
             again
@@ -547,14 +538,7 @@ mod tests {
     #[test]
     fn external_mode_copies_spec_replicas_within_bounds() {
         let p = pool("replicas: 9\nscaling: {mode: External}");
-        let plan = decide(&Inputs {
-            pool: &p,
-            current_replicas: Some(1),
-            deployment_replicas: 1,
-            ready_replicas: 1,
-            outcome: &Outcome::TooSoon,
-            now: now(),
-        });
+        let plan = settled(&p, 1, &Outcome::TooSoon, now());
         assert_eq!(plan.desired_replicas, 4);
         let c = plan
             .status
@@ -568,23 +552,14 @@ mod tests {
     #[test]
     fn a_reading_too_soon_changes_nothing_once_settled() {
         let mut p = pool("");
-        let first = decide(&Inputs {
-            pool: &p,
-            current_replicas: Some(1),
-            deployment_replicas: 1,
-            ready_replicas: 1,
-            outcome: &Outcome::TooSoon,
-            now: now(),
-        });
+        let first = settled(&p, 1, &Outcome::TooSoon, now());
         p.status = Some(first.status.clone());
-        let second = decide(&Inputs {
-            pool: &p,
-            current_replicas: Some(1),
-            deployment_replicas: 1,
-            ready_replicas: 1,
-            outcome: &Outcome::TooSoon,
-            now: now() + chrono::Duration::seconds(30),
-        });
+        let second = settled(
+            &p,
+            1,
+            &Outcome::TooSoon,
+            now() + chrono::Duration::seconds(30),
+        );
         assert_eq!(second.status, first.status, "status unchanged: no write");
         assert!(second.events.is_empty());
     }
@@ -593,23 +568,9 @@ mod tests {
     fn month_to_date_accrues_only_the_span_since_it_was_accounted() {
         let mut p = pool("");
         let o = Outcome::Fresh(obs(100.0));
-        let a = decide(&Inputs {
-            pool: &p,
-            current_replicas: Some(1),
-            deployment_replicas: 1,
-            ready_replicas: 1,
-            outcome: &o,
-            now: now(),
-        });
+        let a = settled(&p, 1, &o, now());
         p.status = Some(a.status.clone());
-        let b = decide(&Inputs {
-            pool: &p,
-            current_replicas: Some(1),
-            deployment_replicas: 1,
-            ready_replicas: 1,
-            outcome: &o,
-            now: now() + chrono::Duration::seconds(15),
-        });
+        let b = settled(&p, 1, &o, now() + chrono::Duration::seconds(15));
         let (ma, mb) = (
             a.status.cost.clone().unwrap().month_to_date.unwrap(),
             b.status.cost.clone().unwrap().month_to_date.unwrap(),
@@ -620,14 +581,7 @@ mod tests {
         );
         // Replaying the same instant (a restart re-reading it) adds nothing.
         p.status = Some(b.status.clone());
-        let c = decide(&Inputs {
-            pool: &p,
-            current_replicas: Some(1),
-            deployment_replicas: 1,
-            ready_replicas: 1,
-            outcome: &o,
-            now: now() + chrono::Duration::seconds(15),
-        });
+        let c = settled(&p, 1, &o, now() + chrono::Duration::seconds(15));
         assert_eq!(
             c.status.cost.unwrap().month_to_date.unwrap().output_tokens,
             mb.output_tokens

@@ -13,7 +13,9 @@ use crate::sim::Sim;
 
 const INTERVAL_S: u64 = 2;
 
-fn pool(name: &str, extra_scaling: &str) -> String {
+/// A small autoscaled pool: 1,000 output tok/s a replica at 70%, 2 s interval, 12 s down window.
+/// `extra_scaling` adds lines under `spec.scaling` (indented four spaces).
+pub fn pool(name: &str, extra_scaling: &str) -> String {
     format!(
         r#"apiVersion: crossover.dev/v1alpha1
 kind: InferencePool
@@ -34,6 +36,19 @@ spec:
   compareTo: {{model: gpt-5, inputUsdPerMillionTokens: 2.5, outputUsdPerMillionTokens: 10}}
 "#
     )
+}
+
+/// Waits until the Deployment runs `n` replicas and the simulator serves every one of their pods
+/// (each new pod is registered with it as it gets an IP).
+pub async fn scaled_and_served(client: &kube::Client, ns: &str, name: &str, sim: &Sim, n: i32) {
+    let what = format!("{n} replicas, all served by the simulator");
+    eventually(&what, Duration::from_secs(60), || async {
+        sim.sync(client, ns, name).await;
+        let pods = crate::sim::pod_ips(client, ns, name).await.len() as i32;
+        (replicas(client, ns, name).await? == n && pods == n).then_some(())
+    })
+    .await;
+    sim.sync(client, ns, name).await;
 }
 
 pub async fn replicas(client: &kube::Client, ns: &str, name: &str) -> Option<i32> {
@@ -102,16 +117,7 @@ async fn a_load_step_scales_the_pool_up_within_two_sync_intervals() {
     eprintln!("first scale-up {first_scale:?} after the load step (interval {INTERVAL_S}s)");
     // The first replica only shows saturation (its output is capped); the rest follow as the new
     // pods report.
-    eventually(
-        "3 replicas, all served by the simulator",
-        Duration::from_secs(60),
-        || async {
-            sim.sync(&client, &ns.name, "llama").await;
-            let pods = crate::sim::pod_ips(&client, &ns.name, "llama").await.len();
-            (replicas(&client, &ns.name, "llama").await? == 3 && pods == 3).then_some(())
-        },
-    )
-    .await;
+    scaled_and_served(&client, &ns.name, "llama", &sim, 3).await;
     sim.sync(&client, &ns.name, "llama").await;
     let o = kubectl(&[
         "get",
@@ -138,16 +144,7 @@ async fn a_load_drop_scales_down_only_after_the_stabilization_window() {
     let _op = Operator::start(&ns.name);
     let sim = pool_with_sim(&client, &ns.name, "llama", &pool("llama", ""), 1000.0).await;
     sim.load("llama", 3.0, 200.0, 500.0).await;
-    eventually(
-        "3 replicas, all served by the simulator",
-        Duration::from_secs(60),
-        || async {
-            sim.sync(&client, &ns.name, "llama").await;
-            let pods = crate::sim::pod_ips(&client, &ns.name, "llama").await.len();
-            (replicas(&client, &ns.name, "llama").await? == 3 && pods == 3).then_some(())
-        },
-    )
-    .await;
+    scaled_and_served(&client, &ns.name, "llama", &sim, 3).await;
     sim.sync(&client, &ns.name, "llama").await;
     // Let every replica serve for a few intervals, then drop to 200 tok/s: one replica's worth.
     tokio::time::sleep(Duration::from_secs(3 * INTERVAL_S)).await;
@@ -183,16 +180,7 @@ async fn dead_metrics_endpoints_hold_the_size_and_set_the_condition() {
     let _op = Operator::start(&ns.name);
     let sim = pool_with_sim(&client, &ns.name, "llama", &pool("llama", ""), 1000.0).await;
     sim.load("llama", 3.0, 200.0, 500.0).await;
-    eventually(
-        "3 replicas, all served by the simulator",
-        Duration::from_secs(60),
-        || async {
-            sim.sync(&client, &ns.name, "llama").await;
-            let pods = crate::sim::pod_ips(&client, &ns.name, "llama").await.len();
-            (replicas(&client, &ns.name, "llama").await? == 3 && pods == 3).then_some(())
-        },
-    )
-    .await;
+    scaled_and_served(&client, &ns.name, "llama", &sim, 3).await;
     sim.sync(&client, &ns.name, "llama").await;
     drop(sim);
     let pools: Api<InferencePool> = Api::namespaced(client.clone(), &ns.name);

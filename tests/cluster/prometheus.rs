@@ -81,26 +81,11 @@ impl Drop for Prometheus {
     }
 }
 
+/// The sizing tests' pool reading through `metrics`, at a 3 s interval: three Prometheus scrapes
+/// (1 s) per reading, as a real setup keeps its interval a few scrapes long.
 fn pool(name: &str, metrics: &str) -> String {
-    format!(
-        r#"apiVersion: crossover.dev/v1alpha1
-kind: InferencePool
-metadata: {{name: {name}}}
-spec:
-  model: meta-llama/Llama-3.1-8B-Instruct
-  gpu: {{count: 1, product: NVIDIA-H100-80GB-HBM3}}
-  minReplicas: 1
-  maxReplicas: 4
-  capacity: {{outputTokensPerSecond: 1000, targetUtilization: 0.7}}
-  scaling:
-    intervalSeconds: 3
-    startupSeconds: 0
-    saturation: {{queueSustainedSeconds: 6}}
-    metrics: {metrics}
-  cost: {{replicaHourlyUsd: 3.29}}
-  compareTo: {{model: gpt-5, inputUsdPerMillionTokens: 2.5, outputUsdPerMillionTokens: 10}}
-"#
-    )
+    crate::load::pool(name, &format!("metrics: {metrics}"))
+        .replace("intervalSeconds: 2", "intervalSeconds: 3")
 }
 
 #[tokio::test]
@@ -201,8 +186,8 @@ async fn a_dead_prometheus_holds_the_pool_and_says_why() {
         ),
     )
     .replace(
-        "startupSeconds: 0",
-        "startupSeconds: 0\n    scaleDownStabilizationSeconds: 6",
+        "scaleDownStabilizationSeconds: 12",
+        "scaleDownStabilizationSeconds: 6",
     );
     apply(&ns.name, &manifest);
     eventually("a running pod", Duration::from_secs(60), || async {
