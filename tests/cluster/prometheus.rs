@@ -81,11 +81,9 @@ impl Drop for Prometheus {
     }
 }
 
-/// The sizing tests' pool reading through `metrics`, at a 3 s interval: three Prometheus scrapes
-/// (1 s) per reading, as a real setup keeps its interval a few scrapes long.
+/// The sizing tests' pool (2 s interval), reading through `metrics`.
 fn pool(name: &str, metrics: &str) -> String {
     crate::load::pool(name, &format!("metrics: {metrics}"))
-        .replace("intervalSeconds: 2", "intervalSeconds: 3")
 }
 
 #[tokio::test]
@@ -136,28 +134,24 @@ async fn prometheus_mode_reaches_the_same_decisions_as_scrape_mode() {
     )
     .await;
     assert_eq!(settled, (3, 3));
-    // And they read the same load, within the jitter of two clocks.
-    let loads = eventually(
-        "both pools reporting load from all pods",
+    // And, once the backlog queued before the scale-up has drained (while it drains vLLM serves
+    // more than arrives, at moments that differ between the pools), they read the same load: the
+    // offered 1,500 output tok/s within 10%.
+    let near = |v: f64| (v - 1500.0).abs() <= 150.0;
+    eventually(
+        "both pools reading the offered load from all pods",
         Duration::from_secs(60),
         || async {
             sync().await;
             let a = pools.get("scraped").await.ok()?.status?.load?;
             let b = pools.get("queried").await.ok()?.status?.load?;
-            (a.pods_observed.as_deref() == Some("3/3") && b.pods_observed.as_deref() == Some("3/3"))
-                .then_some((a, b))
+            let complete = a.pods_observed.as_deref() == Some("3/3")
+                && b.pods_observed.as_deref() == Some("3/3");
+            (complete && near(a.output_tokens_per_second) && near(b.output_tokens_per_second))
+                .then_some(())
         },
     )
     .await;
-    let (a, b) = loads;
-    let share = (a.output_tokens_per_second - b.output_tokens_per_second).abs()
-        / a.output_tokens_per_second;
-    assert!(
-        share < 0.15,
-        "scraped {} vs queried {} output tok/s",
-        a.output_tokens_per_second,
-        b.output_tokens_per_second
-    );
     let available = pools
         .get("queried")
         .await
