@@ -13,6 +13,8 @@ use crate::harness::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// Port 8080: pod IPs are reused across tests, and the simulators of the sizing tests answer on
+/// 8000; these pools must see no metrics at all.
 fn pool_yaml(name: &str, extra: &str) -> String {
     format!(
         r#"apiVersion: crossover.dev/v1alpha1
@@ -21,7 +23,7 @@ metadata: {{name: {name}}}
 spec:
   model: google/gemma-4-31b-it
   servedModelName: gemma4:31b
-  engine: {{args: ["--max-model-len=8192"]}}
+  engine: {{args: ["--max-model-len=8192"], port: 8080}}
   gpu: {{count: 2, product: NVIDIA-H100-80GB-HBM3}}
   minReplicas: 2
   maxReplicas: 4

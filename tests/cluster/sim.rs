@@ -101,7 +101,29 @@ impl Sim {
     /// Serves pods the pool gained since the last call (the Deployment scaled up).
     pub async fn sync(&self, client: &kube::Client, ns: &str, pool: &str) {
         let mut added = false;
-        for (_, ip) in pod_ips(client, ns, pool).await {
+        let current: std::collections::BTreeSet<String> = pod_ips(client, ns, pool)
+            .await
+            .into_iter()
+            .map(|(_, ip)| ip)
+            .collect();
+        // Stop answering for pods that are gone: kwok gives their IPs to other tests' pods.
+        let gone: Vec<String> = self
+            .known
+            .lock()
+            .unwrap()
+            .difference(&current)
+            .cloned()
+            .collect();
+        for ip in gone {
+            added = true; // the load is split again over the pods that remain
+            let _ = self
+                .http
+                .delete(format!("http://{}/pods/{ip}:8000", self.control))
+                .send()
+                .await;
+            self.known.lock().unwrap().remove(&ip);
+        }
+        for ip in current {
             let new = self.known.lock().unwrap().insert(ip.clone());
             if new {
                 let _ = self
