@@ -170,8 +170,11 @@ impl Observer {
                 url: metrics_url(ip, port),
             })
             .collect();
-        let (ok, failed) =
+        let (ok, mut failed) =
             split_results(scrape_pods(&self.http, targets, self.scrape_timeout).await);
+        // Answers arrive in any order: name the same pod each time, so that an unchanged failure
+        // leaves the status message (and the object) unchanged.
+        failed.sort_by(|a, b| a.0.cmp(&b.0));
         if ok.is_empty()
             && let Some((pod, err)) = failed.first()
         {

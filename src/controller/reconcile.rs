@@ -138,6 +138,7 @@ pub async fn reconcile(
         })?;
 
     if plan.status != prev_status {
+        tracing::debug!(pool = %name, namespace = %ns, changed = ?changed_fields(&prev_status, &plan.status), "writing status");
         write_status(&pools, &name, &plan.status).await?;
     }
     // Events after the status write: a failed write retries the whole decision, not the Event.
@@ -153,6 +154,30 @@ pub async fn reconcile(
         .await;
     }
     Ok(Action::requeue(interval))
+}
+
+/// Top-level status fields that differ, for the debug log of each write.
+fn changed_fields(old: &InferencePoolStatus, new: &InferencePoolStatus) -> Vec<String> {
+    let (a, b) = (
+        serde_json::to_value(old).unwrap_or_default(),
+        serde_json::to_value(new).unwrap_or_default(),
+    );
+    let keys: std::collections::BTreeSet<&String> = a
+        .as_object()
+        .into_iter()
+        .chain(b.as_object())
+        .flat_map(|m| m.keys())
+        .collect();
+    keys.into_iter()
+        .filter(|k| a.get(k.as_str()) != b.get(k.as_str()))
+        .map(|k| {
+            format!(
+                "{k}: {} -> {}",
+                a.get(k.as_str()).map(|v| v.to_string()).unwrap_or_default(),
+                b.get(k.as_str()).map(|v| v.to_string()).unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 async fn write_status(

@@ -161,7 +161,10 @@ impl Operator {
         let child = Command::new(bin)
             .args(["run", "--namespace", namespace])
             .env("KUBECONFIG", kubeconfig())
-            .env("RUST_LOG", "info,kube=warn")
+            .env(
+                "RUST_LOG",
+                "info,kube=warn,crossover::controller::reconcile=debug",
+            )
             .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
