@@ -51,6 +51,22 @@ pub async fn scaled_and_served(client: &kube::Client, ns: &str, name: &str, sim:
     sim.sync(client, ns, name).await;
 }
 
+/// Asserts, every half second for `duration`, that the Deployment keeps `n` replicas.
+pub async fn replicas_stay(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    n: i32,
+    duration: Duration,
+    why: &str,
+) {
+    let until = Instant::now() + duration;
+    while Instant::now() < until {
+        assert_eq!(replicas(client, ns, name).await, Some(n), "{why}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 pub async fn replicas(client: &kube::Client, ns: &str, name: &str) -> Option<i32> {
     Api::<Deployment>::namespaced(client.clone(), ns)
         .get_opt(name)
@@ -118,7 +134,6 @@ async fn a_load_step_scales_the_pool_up_within_two_sync_intervals() {
     // The first replica only shows saturation (its output is capped); the rest follow as the new
     // pods report.
     scaled_and_served(&client, &ns.name, "llama", &sim, 3).await;
-    sim.sync(&client, &ns.name, "llama").await;
     let o = kubectl(&[
         "get",
         "events",
@@ -145,20 +160,20 @@ async fn a_load_drop_scales_down_only_after_the_stabilization_window() {
     let sim = pool_with_sim(&client, &ns.name, "llama", &pool("llama", ""), 1000.0).await;
     sim.load("llama", 3.0, 200.0, 500.0).await;
     scaled_and_served(&client, &ns.name, "llama", &sim, 3).await;
-    sim.sync(&client, &ns.name, "llama").await;
     // Let every replica serve for a few intervals, then drop to 200 tok/s: one replica's worth.
     tokio::time::sleep(Duration::from_secs(3 * INTERVAL_S)).await;
     sim.load("llama", 0.5, 200.0, 400.0).await;
     let drop = Instant::now();
     // Inside the 12 s window the pool keeps its size.
-    while drop.elapsed() < Duration::from_secs(8) {
-        assert_eq!(
-            replicas(&client, &ns.name, "llama").await,
-            Some(3),
-            "scaled down inside the window"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    replicas_stay(
+        &client,
+        &ns.name,
+        "llama",
+        3,
+        Duration::from_secs(8),
+        "scaled down inside the window",
+    )
+    .await;
     eventually(
         "1 replica after the window",
         Duration::from_secs(30),
@@ -181,7 +196,6 @@ async fn dead_metrics_endpoints_hold_the_size_and_set_the_condition() {
     let sim = pool_with_sim(&client, &ns.name, "llama", &pool("llama", ""), 1000.0).await;
     sim.load("llama", 3.0, 200.0, 500.0).await;
     scaled_and_served(&client, &ns.name, "llama", &sim, 3).await;
-    sim.sync(&client, &ns.name, "llama").await;
     drop(sim);
     let pools: Api<InferencePool> = Api::namespaced(client.clone(), &ns.name);
     eventually(
@@ -198,15 +212,15 @@ async fn dead_metrics_endpoints_hold_the_size_and_set_the_condition() {
     )
     .await;
     // Longer than the scale-down window: no data is not zero traffic.
-    let until = Instant::now() + Duration::from_secs(16);
-    while Instant::now() < until {
-        assert_eq!(
-            replicas(&client, &ns.name, "llama").await,
-            Some(3),
-            "scaled on missing data"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    replicas_stay(
+        &client,
+        &ns.name,
+        "llama",
+        3,
+        Duration::from_secs(16),
+        "scaled on missing data",
+    )
+    .await;
     let o = kubectl(&[
         "get",
         "events",

@@ -12,7 +12,7 @@ use kube::api::Api;
 use crossover::api::InferencePool;
 
 use crate::harness::*;
-use crate::load::replicas;
+use crate::load::{replicas, replicas_stay};
 use crate::sim::{Sim, pod_ips};
 
 /// A Prometheus server of the test's own, discovering targets from a file the test rewrites.
@@ -217,13 +217,13 @@ async fn a_dead_prometheus_holds_the_pool_and_says_why() {
     )
     .await;
     assert!(c.message.contains("Prometheus"), "{}", c.message);
-    let until = std::time::Instant::now() + Duration::from_secs(12);
-    while std::time::Instant::now() < until {
-        assert_eq!(
-            replicas(&client, &ns.name, "queried").await,
-            Some(3),
-            "scaled down without data"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    replicas_stay(
+        &client,
+        &ns.name,
+        "queried",
+        3,
+        Duration::from_secs(12),
+        "scaled down without data",
+    )
+    .await;
 }
