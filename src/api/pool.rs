@@ -249,10 +249,17 @@ pub struct ScalingSpec {
     #[schemars(range(min = 0, max = 3600))]
     pub scale_up_stabilization_seconds: i32,
 
-    /// Scale down only to the highest recommendation of this many trailing seconds.
+    /// Scale down only to the highest recommendation of this many trailing seconds. The pool is
+    /// also sized so that its mean load over this window sits at the target utilization.
     #[serde(default = "default_scale_down_window")]
     #[schemars(range(min = 0, max = 86400))]
     pub scale_down_stabilization_seconds: i32,
+
+    /// Load is the mean of the readings of this many trailing seconds (0: the latest reading
+    /// alone): bursts shorter than this are left to the queue rather than met with replicas.
+    #[serde(default = "default_load_window")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub load_window_seconds: i32,
 
     /// Most replicas added in one step (unset: no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -282,6 +289,7 @@ impl Default for ScalingSpec {
             interval_seconds: default_interval_seconds(),
             scale_up_stabilization_seconds: default_scale_up_window(),
             scale_down_stabilization_seconds: default_scale_down_window(),
+            load_window_seconds: default_load_window(),
             max_scale_up_step: None,
             max_scale_down_step: None,
             startup_seconds: default_startup_seconds(),
@@ -297,7 +305,10 @@ fn default_scale_up_window() -> i32 {
     0
 }
 fn default_scale_down_window() -> i32 {
-    600
+    300
+}
+fn default_load_window() -> i32 {
+    60
 }
 fn default_startup_seconds() -> i32 {
     180
@@ -561,6 +572,15 @@ pub struct Recommendation {
     pub time: Time,
     /// Replicas recommended.
     pub replicas: i32,
+    /// Work that arrived over the interval before the reading (served, plus the queue's growth), in
+    /// replicas at full capacity; averaged over
+    /// `spec.scaling.loadWindowSeconds` before sizing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_replicas: Option<f64>,
+    /// Requests waiting at the reading: the next reading counts the queue's growth as work that
+    /// arrived but could not be served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_waiting: Option<f64>,
 }
 
 /// Sizing state kept in status so a restarted or newly elected operator continues where it was.

@@ -92,7 +92,8 @@ impl<'a> Model<'a> {
             if s >= DEMAND_WINDOW_SECONDS {
                 sum -= work[s - DEMAND_WINDOW_SECONDS];
             }
-            demand.push(sum.max(0.0) / (s + 1).min(DEMAND_WINDOW_SECONDS) as f64);
+            // No traffic before the trace: the first minute's mean counts the seconds before it.
+            demand.push(sum.max(0.0) / DEMAND_WINDOW_SECONDS as f64);
         }
         let min_replicas = spec.min_replicas.max(0);
         Ok(Self {

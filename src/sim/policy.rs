@@ -88,10 +88,14 @@ impl Autoscaler for Crossover {
     }
 }
 
-/// The Kubernetes HPA on the same utilization metric: 15 s sync, 10% tolerance, scale-up by at
-/// most max(100%, 4 pods) per 15 s, scale-down to the highest recommendation of the last 300 s.
+/// The Kubernetes HPA on the same utilization metric, averaged over the same minute crossover
+/// reads: 15 s sync, 10% tolerance, scale-up by at most max(100%, 4 pods) per 15 s, scale-down to
+/// the highest recommendation of the last 300 s.
 pub struct Hpa {
     pub sync_seconds: usize,
+    /// The metric's averaging window: a Prometheus rate over this many seconds, as a metrics
+    /// adapter or KEDA query reads it (crossover reads the same minute, its loadWindowSeconds).
+    pub metric_window_seconds: usize,
     pub tolerance: f64,
     pub down_window_seconds: usize,
     recommendations: VecDeque<(usize, i32)>,
@@ -101,6 +105,7 @@ impl Default for Hpa {
     fn default() -> Self {
         Self {
             sync_seconds: 15,
+            metric_window_seconds: 60,
             tolerance: 0.1,
             down_window_seconds: 300,
             recommendations: VecDeque::new(),
@@ -125,7 +130,11 @@ impl Autoscaler for Hpa {
         }
         let target = model.spec.capacity.target_utilization;
         let current = pool.provisioned();
-        let work = tel.work(tel.window(now, self.sync_seconds, model.metrics_lag_seconds));
+        let work = tel.work(tel.window(
+            now,
+            self.metric_window_seconds.max(self.sync_seconds),
+            model.metrics_lag_seconds,
+        ));
         let ready = pool.ready.max(1) as f64;
         let ratio = work / ready / target;
         // Unready pods count as idle, so the desired count is over all provisioned pods.

@@ -70,8 +70,9 @@ fn queue_and_capacity_by_hand() {
     let s = spec();
     let w = workload(&[2.0, 1.0, 0.0]);
     let r = run_one(&s, &w, &mut Static::fixed("one", 1));
-    // Trailing demand: 2/1, 3/2, 3/3 -> over one ready replica in the first two seconds.
-    assert_eq!(r.under_provisioned_seconds, 2);
+    // Demand is the trailing minute's mean work (no traffic before the trace): 3/60 at most, so
+    // the queue absorbs the burst and no second is under-provisioned.
+    assert_eq!(r.under_provisioned_seconds, 0);
     // Three requests, two did not wait, one waited 1 s: p99 is 1 s.
     assert_eq!(r.p99_queue_seconds, 1.0);
     // 3 replica-seconds, 2 GPUs each.
@@ -80,6 +81,11 @@ fn queue_and_capacity_by_hand() {
     // 300 output tokens at $10 per million.
     assert!((r.api_cost_usd.unwrap() - 0.003).abs() < 1e-12);
     assert_eq!(r.scale_events, 0);
+
+    // Two replicas of work a second on one replica: the trailing minute's mean is 2(s+1)/60,
+    // above 1 from second 30 on: seconds 30..=59 are under-provisioned.
+    let r = run_one(&s, &workload(&[2.0; 60]), &mut Static::fixed("one", 1));
+    assert_eq!(r.under_provisioned_seconds, 30);
 }
 
 #[test]
@@ -158,14 +164,17 @@ fn hpa_tolerance_holds_within_ten_percent() {
 #[test]
 fn hpa_scales_down_after_its_300_second_window() {
     let s = spec();
-    // Work 2 -> 4 replicas; then 0.4 -> 1 replica. The last recommendation of 4 is at second 90
-    // (its window still sees only work 2), so the HPA holds 4 until second 390 has passed.
-    let w = workload(&step(2.0, 100, 0.4, 400));
+    // Work 2 -> 4 replicas; then 0.4 from second 100. The metric is the minute's mean: at the
+    // sync at second 105 it is (2 x 55 + 0.4 x 5) / 60 = 1.87, within 10% of 4 replicas at 50%,
+    // so 4 is recommended one last time; at 120 it is 1.47 (3), at 150 0.67 (2), from 165 on
+    // 0.4 (1). Each holds for 300 s, dropped at the first sync after: 3 at 420, 2 at 450, 1 at 465.
+    let w = workload(&step(2.0, 100, 0.4, 500));
     let r = run_one(&s, &w, &mut Hpa::default());
     assert_eq!(r.ready[99], 4);
-    assert_eq!(r.ready[390], 4);
-    assert!(r.ready[405] < 4);
-    assert_eq!(r.ready[450], 1);
+    assert_eq!(r.ready[419], 4);
+    assert_eq!(r.ready[420], 3);
+    assert_eq!(r.ready[450], 2);
+    assert_eq!(r.ready[465], 1);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Request traces for the simulator: the Azure LLM inference trace CSV and a JSONL format, read
-//! into requests, then bucketed into per-second demand (optionally compressed in time, repeated
-//! and shaped by a synthetic day).
+//! into requests, then bucketed into per-second demand (optionally scaled by overlaid copies,
+//! repeated and shaped by a synthetic day).
 
 use chrono::NaiveDateTime;
 use serde::Deserialize;
@@ -190,7 +190,7 @@ impl Workload {
 /// How to turn a trace into the workload simulated.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Shape {
-    /// Multiplies the arrival rate (inter-arrival times are divided by it).
+    /// Multiplies the arrival rate by overlaying time-shifted copies of the trace (see [`workload`]).
     pub load_scale: f64,
     /// Copies of the (scaled) trace played back to back.
     pub repeat: u32,
@@ -208,7 +208,18 @@ impl Default for Shape {
     }
 }
 
+/// The golden ratio's fractional part: `i * GOLDEN mod 1` spreads any prefix of requests evenly
+/// over [0, 1), so thinning by it keeps a fraction of the requests without clumping or randomness.
+const GOLDEN: f64 = 0.618_033_988_749_895;
+
 /// Buckets `requests` into seconds, shaped by `shape`.
+///
+/// A load scale of X plays `ceil(X)` copies of the trace over the same duration, copy `k` shifted
+/// circularly by `k / ceil(X)` of it, the last copy thinned to the fractional part (X below 1
+/// thins the one copy). More traffic is more users: the trace keeps its length and the time scale
+/// of its bursts, and bursts of different copies overlap as independent users' would. Scaling by
+/// compressing time instead would shorten every burst along with the trace, so a 180 s replica
+/// startup would face bursts eight times shorter at x8 than any real pool sees.
 pub fn workload(requests: &[Request], shape: Shape, label: &str) -> Workload {
     let scale = if shape.load_scale.is_finite() && shape.load_scale > 0.0 {
         shape.load_scale
@@ -219,18 +230,27 @@ pub fn workload(requests: &[Request], shape: Shape, label: &str) -> Workload {
         .iter()
         .map(|r| r.arrival_seconds)
         .fold(0.0, f64::max);
-    let seconds = (last / scale).floor() as usize + 1;
+    let seconds = last.floor() as usize + 1;
     let mut w = Workload {
         input_tokens: vec![0.0; seconds],
         output_tokens: vec![0.0; seconds],
         requests: vec![0.0; seconds],
         ..Default::default()
     };
-    for r in requests {
-        let s = ((r.arrival_seconds / scale).floor() as usize).min(seconds - 1);
-        w.input_tokens[s] += r.input_tokens as f64;
-        w.output_tokens[s] += r.output_tokens as f64;
-        w.requests[s] += 1.0;
+    let copies = scale.ceil().max(1.0) as usize;
+    for copy in 0..copies {
+        // Share of this copy's requests kept: 1 for all but the last, the fraction for the last.
+        let keep = (scale - copy as f64).min(1.0);
+        let shift = seconds as f64 * copy as f64 / copies as f64;
+        for (i, r) in requests.iter().enumerate() {
+            if keep < 1.0 && (i as f64 * GOLDEN).fract() >= keep {
+                continue;
+            }
+            let s = ((r.arrival_seconds + shift).floor() as usize) % seconds;
+            w.input_tokens[s] += r.input_tokens as f64;
+            w.output_tokens[s] += r.output_tokens as f64;
+            w.requests[s] += 1.0;
+        }
     }
     let repeat = shape.repeat.max(1) as usize;
     if repeat > 1 {
@@ -248,7 +268,7 @@ pub fn workload(requests: &[Request], shape: Shape, label: &str) -> Workload {
             w.requests[s] *= factor;
         }
     }
-    w.synthetic = repeat > 1 || shape.diurnal;
+    w.synthetic = scale != 1.0 || repeat > 1 || shape.diurnal;
     w.description = format!(
         "{label}{}{}{}",
         if scale != 1.0 {
@@ -350,24 +370,19 @@ mod tests {
     }
 
     #[test]
-    fn load_scale_compresses_and_repeat_tiles() {
-        let reqs = [
-            Request {
-                arrival_seconds: 0.0,
-                input_tokens: 10,
-                output_tokens: 1,
-            },
-            Request {
-                arrival_seconds: 3.0,
-                input_tokens: 20,
-                output_tokens: 2,
-            },
-            Request {
-                arrival_seconds: 4.0,
-                input_tokens: 30,
-                output_tokens: 3,
-            },
-        ];
+    fn load_scale_overlays_shifted_copies_and_repeat_tiles() {
+        let r = |at: f64, input: u64| Request {
+            arrival_seconds: at,
+            input_tokens: input,
+            output_tokens: 1,
+        };
+        // Four seconds long (0..=3).
+        let reqs = [r(0.0, 10), r(1.5, 20), r(3.0, 30)];
+        let w = workload(&reqs, Shape::default(), "t");
+        assert_eq!(w.input_tokens, vec![10.0, 20.0, 0.0, 30.0]);
+        assert!(!w.synthetic);
+
+        // x2: the trace, plus a copy shifted by half its length (2 s), wrapping around.
         let w = workload(
             &reqs,
             Shape {
@@ -376,18 +391,35 @@ mod tests {
             },
             "t",
         );
-        assert_eq!(w.input_tokens, vec![10.0, 20.0, 30.0]);
-        assert!(!w.synthetic);
+        assert_eq!(w.input_tokens, vec![10.0, 50.0, 10.0, 50.0]);
+        assert_eq!(w.requests.iter().sum::<f64>(), 6.0);
+        assert!(w.synthetic && w.description.contains("load x2"));
+
+        // x1.5: the second copy keeps half its requests; x0.5 thins the one copy to half.
+        let many: Vec<Request> = (0..1000).map(|i| r(i as f64, 1)).collect();
+        for (scale, want) in [(1.5, 1500.0), (0.5, 500.0)] {
+            let w = workload(
+                &many,
+                Shape {
+                    load_scale: scale,
+                    ..Default::default()
+                },
+                "t",
+            );
+            assert_eq!(w.seconds(), 1000, "x{scale} keeps the trace's length");
+            assert_eq!(w.requests.iter().sum::<f64>(), want, "x{scale}");
+        }
+
         let w = workload(
             &reqs,
             Shape {
-                load_scale: 2.0,
+                load_scale: 1.0,
                 repeat: 2,
                 diurnal: false,
             },
             "t",
         );
-        assert_eq!(w.requests, vec![1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(w.requests, vec![1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0]);
         assert!(w.synthetic && w.description.contains("SYNTHETIC"));
     }
 }

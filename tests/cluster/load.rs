@@ -13,8 +13,9 @@ use crate::sim::Sim;
 
 const INTERVAL_S: u64 = 2;
 
-/// A small autoscaled pool: 1,000 output tok/s a replica at 70%, 2 s interval, 12 s down window.
-/// `extra_scaling` adds lines under `spec.scaling` (indented four spaces).
+/// A small autoscaled pool: 1,000 output tok/s a replica at 70%, 2 s interval, 12 s down window,
+/// each reading sized on its own (a load window of one interval), so a step shows within two
+/// intervals. `extra_scaling` adds lines under `spec.scaling` (indented four spaces).
 pub fn pool(name: &str, extra_scaling: &str) -> String {
     format!(
         r#"apiVersion: crossover.dev/v1alpha1
@@ -29,6 +30,7 @@ spec:
   scaling:
     intervalSeconds: {INTERVAL_S}
     scaleDownStabilizationSeconds: 12
+    loadWindowSeconds: {INTERVAL_S}
     startupSeconds: 0
     saturation: {{queueSustainedSeconds: 4}}
     {extra_scaling}
