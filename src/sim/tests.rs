@@ -267,3 +267,37 @@ fn the_shipped_trace_reads_whole() {
     let w = trace::workload(&requests, Shape::default(), "azure");
     assert_eq!(w.requests.iter().sum::<f64>(), 8819.0);
 }
+
+/// The README's sizing-quality run, as a guard: on the shipped trace at x8 crossover stays within
+/// 1.15x the oracle's GPU-hours, under 0.5% of seconds under-provisioned, and below hpa's
+/// GPU-hours at no more under-provisioning. Deterministic (no timing); a policy change that
+/// breaks it must update the README and docs/simulation.md with the new figures.
+#[test]
+fn readme_quality_figures_hold_at_load_x8() {
+    let pool: crate::api::InferencePool = serde_yaml::from_str(EXAMPLE_POOL_YAML).unwrap();
+    let requests = trace::parse(EXAMPLE_TRACE_CSV, TraceFormat::AzureCsv).unwrap();
+    let w = trace::workload(
+        &requests,
+        Shape {
+            load_scale: 8.0,
+            ..Default::default()
+        },
+        "azure",
+    );
+    let report = simulate(&pool.spec, &w, SimOptions::default()).unwrap();
+    let by_name = |n: &str| report.policies.iter().find(|p| p.name == n).unwrap();
+    let (crossover, hpa, oracle) = (by_name("crossover"), by_name("hpa"), by_name("oracle"));
+    assert!(
+        crossover.gpu_hours <= 1.15 * oracle.gpu_hours,
+        "{} GPU-h against the oracle's {}",
+        crossover.gpu_hours,
+        oracle.gpu_hours
+    );
+    assert!(
+        (crossover.under_provisioned_seconds as f64) < 0.005 * report.duration_seconds as f64,
+        "{} s under-provisioned",
+        crossover.under_provisioned_seconds
+    );
+    assert!(crossover.gpu_hours < hpa.gpu_hours);
+    assert!(crossover.under_provisioned_seconds <= hpa.under_provisioned_seconds);
+}
