@@ -12,6 +12,7 @@ build:
 ## Regenerate the committed CRD from the Rust types (a test fails when it drifts).
 crds:
 	cargo run -q --bin crossover -- crd > crds/inferencepools.crossover.dev.yaml
+	cp crds/inferencepools.crossover.dev.yaml charts/crossover/crds/
 
 ## Build (or find cached) kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok, helm.
 tools:

@@ -83,6 +83,18 @@ pub struct RunArgs {
         hide = true
     )]
     pub clock_offset_seconds: i64,
+    /// Address of the /healthz, /readyz and /metrics server.
+    #[arg(long, env = "CROSSOVER_PROBE_ADDRESS", default_value = "0.0.0.0:8081")]
+    pub probe_address: std::net::SocketAddr,
+    /// Elect a leader among replicas with a Lease: only the holder writes.
+    #[arg(long, env = "CROSSOVER_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the Lease (default: --namespace, else POD_NAMESPACE, else "default").
+    #[arg(long, env = "CROSSOVER_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// A leader that has not renewed for this long loses the Lease to a standby.
+    #[arg(long, env = "CROSSOVER_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
 }
 
 pub fn main() -> ExitCode {
@@ -113,6 +125,22 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// This replica's name in the leader Lease: the pod's name in a cluster (a restarted container
+/// keeps it and renews at once), else the host's name.
+fn identity() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| format!("crossover-{}", std::process::id()))
+}
+
 fn run(args: RunArgs) -> ExitCode {
     crate::telemetry::init(args.log_format == "json");
     let runtime = match tokio::runtime::Runtime::new() {
@@ -123,10 +151,40 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let ops = std::sync::Arc::new(crate::ops::Ops::default());
+        let bound = crate::ops::serve(args.probe_address, ops.clone())
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot serve health and metrics on {}: {e}",
+                    args.probe_address
+                )
+            })?;
+        tracing::info!(address = %bound, "serving /healthz, /readyz and /metrics");
         let client = kube::Client::try_default().await?;
+        let leader = args.leader_elect.then(|| {
+            let namespace = args
+                .lease_namespace
+                .clone()
+                .or_else(|| args.namespace.clone())
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .unwrap_or_else(|| "default".to_string());
+            crate::controller::leader::LeaseConfig {
+                namespace,
+                // One leader per scope: all namespaces, or the one watched.
+                name: match &args.namespace {
+                    Some(ns) => format!("crossover-leader-{ns}"),
+                    None => "crossover-leader".to_string(),
+                },
+                identity: identity(),
+                duration: std::time::Duration::from_secs(args.lease_duration_seconds.max(3)),
+            }
+        });
         let opts = crate::controller::RunOptions {
             namespace: args.namespace,
             clock_offset: chrono::Duration::seconds(args.clock_offset_seconds),
+            leader,
+            ops,
         };
         crate::controller::run(client, opts).await
     });

@@ -2,7 +2,7 @@
 //! prices them against the hosted-API bill for the same tokens.
 //!
 //! Layout: `api` (the CRD types), `controller` (reconcile pipeline), `load` (reading vLLM),
-//! `cli` and `telemetry` at the edges.
+//! `cli`, `ops` (health, readiness, metrics) and `telemetry` at the edges.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -12,6 +12,7 @@ pub mod controller;
 pub mod cost;
 pub mod format;
 pub mod load;
+pub mod ops;
 pub mod plan;
 pub mod provisioning;
 pub mod sim;

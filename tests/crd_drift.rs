@@ -6,16 +6,23 @@ use kube::CustomResourceExt;
 #[test]
 fn committed_crd_matches_the_generated_one() {
     let generated = crossover::api::crd_yaml().expect("CRD renders");
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/inferencepools.crossover.dev.yaml"
-    );
-    let committed =
-        std::fs::read_to_string(path).expect("crds/inferencepools.crossover.dev.yaml exists");
-    assert!(
-        committed == generated,
-        "crds/ is stale: run `make crds` (cargo run -- crd > {path}) and commit the result"
-    );
+    // The repository's copy, and the Helm chart's (helm installs charts/crossover/crds/ itself).
+    for path in [
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/crds/inferencepools.crossover.dev.yaml"
+        ),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/charts/crossover/crds/inferencepools.crossover.dev.yaml"
+        ),
+    ] {
+        let committed = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(
+            committed == generated,
+            "{path} is stale: run `make crds` and commit the result"
+        );
+    }
 }
 
 #[test]

@@ -121,6 +121,28 @@ status:
 EOF
 }
 
+cpu_node() { # a node without GPUs, for the operator itself (as a Helm install places it)
+  cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: cpu-node-0
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    type: kwok
+    kubernetes.io/hostname: cpu-node-0
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+status:
+  allocatable: {cpu: "16", memory: 64Gi, pods: "110"}
+  capacity: {cpu: "16", memory: 64Gi, pods: "110"}
+  nodeInfo: {kubeletVersion: fake, architecture: amd64, operatingSystem: linux}
+EOF
+}
+
 up() {
   if running kube-apiserver; then
     log "a cluster from $dir is already running; reusing it"
@@ -174,11 +196,13 @@ up() {
   local k=("$bindir/kubectl" --kubeconfig="$kc")
   wait_for "the default namespace" 30 "${k[@]}" get namespace default
   local products=(NVIDIA-H100-80GB-HBM3 NVIDIA-A100-SXM4-80GB NVIDIA-GeForce-RTX-3090 NVIDIA-H100-80GB-HBM3)
-  for i in $(seq 0 $((gpu_nodes - 1))); do
-    gpu_node "$i" "${products[$((i % ${#products[@]}))]}"
-  done | "${k[@]}" apply -f - >/dev/null
-  nodes_ready() { [ "$("${k[@]}" get nodes --no-headers 2>/dev/null | grep -c ' Ready ')" -ge "$gpu_nodes" ]; }
-  wait_for "ready GPU nodes" 30 nodes_ready
+  { for i in $(seq 0 $((gpu_nodes - 1))); do
+      gpu_node "$i" "${products[$((i % ${#products[@]}))]}"
+    done
+    cpu_node
+  } | "${k[@]}" apply -f - >/dev/null
+  nodes_ready() { [ "$("${k[@]}" get nodes --no-headers 2>/dev/null | grep -c ' Ready ')" -ge $((gpu_nodes + 1)) ]; }
+  wait_for "ready GPU nodes and a CPU node" 30 nodes_ready
   # The API server taints new nodes not-ready; the node lifecycle controller, which would lift
   # it, is off (kwok nodes send no heartbeats and would be evicted), so lift it here.
   "${k[@]}" taint nodes --all node.kubernetes.io/not-ready:NoSchedule- >/dev/null 2>&1 || true

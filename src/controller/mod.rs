@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod decide;
+pub mod leader;
 pub mod observe;
 mod reconcile;
 pub mod status;
@@ -91,16 +92,88 @@ fn error_policy(
 }
 
 /// Options for the running operator.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// Only watch this namespace (all namespaces when None).
     pub namespace: Option<String>,
     /// Shift the clock (tests only).
     pub clock_offset: chrono::Duration,
+    /// Run only while holding this Lease (None: run unconditionally, a single replica).
+    pub leader: Option<leader::LeaseConfig>,
+    /// Readiness and metrics, served by `crate::ops`.
+    pub ops: Arc<crate::ops::Ops>,
 }
 
-/// Runs the controller until a shutdown signal.
+/// Resolves on SIGTERM (what the kubelet sends) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the controller until a shutdown signal; with leader election, only while this replica
+/// holds the Lease (a lost lease ends the process so its pod restarts as a standby).
 pub async fn run(client: Client, opts: RunOptions) -> anyhow::Result<()> {
+    let Some(lease) = opts.leader.clone() else {
+        opts.ops.metrics.set_leader(true);
+        return run_controller(client, opts).await;
+    };
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), &lease.namespace);
+    // A standby is ready: it reached the API server and can take over.
+    check_crd(&client, &opts).await?;
+    opts.ops.set_ready(true);
+    tokio::select! {
+        _ = leader::acquire(&leases, &lease) => {}
+        _ = shutdown_signal() => {
+            info!("shutdown while standing by");
+            return Ok(());
+        }
+    }
+    opts.ops.metrics.set_leader(true);
+    let ops = opts.ops.clone();
+    let result = tokio::select! {
+        r = run_controller(client, opts) => r,
+        lost = leader::hold(&leases, &lease) => Err(anyhow::anyhow!("lost leadership: {lost}")),
+    };
+    ops.metrics.set_leader(false);
+    if result.is_ok() {
+        leader::release(&leases, &lease).await;
+    }
+    result
+}
+
+/// Fails early with a clear message when the CRD is missing, instead of a silent empty watch.
+async fn check_crd(client: &Client, opts: &RunOptions) -> anyhow::Result<()> {
+    let pools: Api<DeserializeGuard<InferencePool>> = match &opts.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    if let Err(e) = pools.list(&kube::api::ListParams::default().limit(1)).await {
+        anyhow::bail!(
+            "cannot list inferencepools.crossover.dev (is the CRD installed? `crossover crd | kubectl apply -f -`): {e}"
+        );
+    }
+    Ok(())
+}
+
+async fn run_controller(client: Client, opts: RunOptions) -> anyhow::Result<()> {
     let (pools, deployments, services): (
         Api<DeserializeGuard<InferencePool>>,
         Api<Deployment>,
@@ -117,12 +190,8 @@ pub async fn run(client: Client, opts: RunOptions) -> anyhow::Result<()> {
             Api::all(client.clone()),
         ),
     };
-    // Fail early with a clear message when the CRD is missing, instead of a silent empty watch.
-    if let Err(e) = pools.list(&kube::api::ListParams::default().limit(1)).await {
-        anyhow::bail!(
-            "cannot list inferencepools.crossover.dev (is the CRD installed? `crossover crd | kubectl apply -f -`): {e}"
-        );
-    }
+    check_crd(&client, &opts).await?;
+    opts.ops.set_ready(true);
     let reporter = Reporter {
         controller: "crossover".into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -150,11 +219,22 @@ pub async fn run(client: Client, opts: RunOptions) -> anyhow::Result<()> {
     });
     let children = watcher::Config::default().labels(POOL_LABEL);
     info!("crossover controller started");
+    let ops = opts.ops.clone();
+    let measured = move |pool, ctx| {
+        let ops = ops.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let result = reconcile(pool, ctx).await;
+            ops.metrics
+                .observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::kind));
+            result
+        }
+    };
     Controller::new(pools, watcher::Config::default())
         .owns(deployments, children.clone())
         .owns(services, children)
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
+        .graceful_shutdown_on(shutdown_signal())
+        .run(measured, error_policy, ctx)
         .for_each(|res| async move {
             match res {
                 Ok((obj, _)) => tracing::debug!(pool = %obj, "reconciled"),

@@ -151,15 +151,26 @@ impl Operator {
     }
 
     pub fn start_with(namespace: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_as(namespace, env, &[], namespace)
+    }
+
+    /// `extra` arguments after `run --namespace NS`; `log_name` names its log file in the temp dir.
+    /// Health and metrics go to an ephemeral port unless `extra` names `--probe-address`.
+    pub fn start_as(namespace: &str, env: &[(&str, &str)], extra: &[&str], log_name: &str) -> Self {
         let log = std::fs::File::create(
-            std::env::temp_dir().join(format!("crossover-operator-{namespace}.log")),
+            std::env::temp_dir().join(format!("crossover-operator-{log_name}.log")),
         )
         .expect("operator log file");
+        let mut args = vec!["run", "--namespace", namespace];
+        if !extra.contains(&"--probe-address") {
+            args.extend(["--probe-address", "127.0.0.1:0"]);
+        }
+        args.extend(extra);
         // CROSSOVER_BIN lets a developer point at a copy while another build rewrites target/.
         let bin = std::env::var("CROSSOVER_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_crossover").to_string());
         let child = Command::new(bin)
-            .args(["run", "--namespace", namespace])
+            .args(&args)
             .env("KUBECONFIG", kubeconfig())
             .env(
                 "RUST_LOG",

@@ -3,8 +3,10 @@
 //! operator process, so they run in parallel.
 
 mod harness;
+mod helm;
 mod load;
 mod money;
+mod ops;
 mod pools;
 mod prometheus;
 mod sim;

@@ -15,7 +15,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Port 8080: pod IPs are reused across tests, and the simulators of the sizing tests answer on
 /// 8000; these pools must see no metrics at all.
-fn pool_yaml(name: &str, extra: &str) -> String {
+pub fn pool_yaml(name: &str, extra: &str) -> String {
     format!(
         r#"apiVersion: crossover.dev/v1alpha1
 kind: InferencePool
