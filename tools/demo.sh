@@ -13,7 +13,7 @@ ns=crossover-demo
 say() { printf '[demo] %s\n' "$*" >&2; }
 
 stop_demo() {
-  for p in operator vllm-sim; do
+  for p in pod-sync operator vllm-sim; do
     [ -f "$state/$p.pid" ] && kill "$(cat "$state/$p.pid")" 2>/dev/null || true
   done
 }
@@ -54,33 +54,49 @@ for _ in $(seq 1 60); do
 done
 
 # Every pod gets a loopback IP from kwok: serve vLLM's /metrics there with the simulator, with
-# some load on each pool, so the operator has real numbers to size and price.
+# some load on each pool, so the operator has real numbers to size and price. Pods the operator
+# adds later (a scale-up) are registered as they get an IP, and their pool's load is split again.
 control=127.0.0.1:${DEMO_SIM_CONTROL_PORT:-9400}
-args=()
-while read -r pool ip; do
-  [ -n "$ip" ] && args+=(--pod "$pool=$ip:8000")
-done < <(kubectl -n "$ns" get pods -o jsonpath='{range .items[*]}{.metadata.labels.crossover\.dev/pool} {.status.podIP}{"\n"}{end}')
-if [ ${#args[@]} -gt 0 ]; then
-  say "starting the vLLM simulator at ${#args[@]} pod addresses (log: $state/vllm-sim.log)"
-  target/debug/vllm-sim --control "$control" --output-tokens-per-second 1500 "${args[@]}" >"$state/vllm-sim.log" 2>&1 &
-  echo $! >"$state/vllm-sim.pid"
-  for _ in $(seq 1 50); do curl -sf "http://$control/health" >/dev/null && break; sleep 0.2; done
-  # Per pool: requests/s, input and output tokens per request, from a trickle to a busy pool.
-  while read -r pool rps input output; do
-    curl -sf -X POST "http://$control/load" -H 'content-type: application/json' \
-      -d "{\"pool\":\"$pool\",\"requestsPerSecond\":$rps,\"inputTokensPerRequest\":$input,\"outputTokensPerRequest\":$output}" >/dev/null || true
-  done <<LOAD
-gemma-small-volume 0.05 400 120
+# Per pool: requests/s, input and output tokens per request, from a trickle to a busy pool.
+loads="gemma-small-volume 0.05 400 120
 gemma-at-volume 0.5 380 114
 h100-bare-metal-low 2 950 285
 h100-bare-metal-high 2 950 285
 llama-70b-a100 3 1500 250
-qwen-external 1 800 300
-LOAD
-fi
+qwen-external 1 800 300"
+
+offer_load() { # pool
+  local pool rps input output
+  while read -r pool rps input output; do
+    [ "$pool" = "$1" ] || continue
+    curl -sf -X POST "http://$control/load" -H 'content-type: application/json' \
+      -d "{\"pool\":\"$pool\",\"requestsPerSecond\":$rps,\"inputTokensPerRequest\":$input,\"outputTokensPerRequest\":$output}" >/dev/null || true
+  done <<<"$loads"
+}
+
+sync_pods() { # registers pods the simulator does not serve yet; re-offers their pools' load
+  local known pool ip changed=""
+  known=$(curl -sf "http://$control/pods" || echo "")
+  while read -r pool ip; do
+    [ -n "$ip" ] || continue
+    case "$known" in *"\"$ip:8000\""*) continue ;; esac
+    curl -sf -X POST "http://$control/pods" -H 'content-type: application/json' \
+      -d "{\"pool\":\"$pool\",\"address\":\"$ip:8000\"}" >/dev/null || continue
+    changed="$changed $pool"
+  done < <(kubectl -n "$ns" get pods -o jsonpath='{range .items[*]}{.metadata.labels.crossover\.dev/pool} {.status.podIP}{"\n"}{end}')
+  for pool in $(printf '%s\n' $changed | sort -u); do offer_load "$pool"; done
+}
+
+say "starting the vLLM simulator at the pods' addresses (log: $state/vllm-sim.log)"
+target/debug/vllm-sim --control "$control" --output-tokens-per-second 1500 >"$state/vllm-sim.log" 2>&1 &
+echo $! >"$state/vllm-sim.pid"
+for _ in $(seq 1 50); do curl -sf "http://$control/health" >/dev/null && break; sleep 0.2; done
+sync_pods
+( while kill -0 "$(cat "$state/vllm-sim.pid")" 2>/dev/null; do sleep 3; sync_pods; done ) >/dev/null 2>&1 &
+echo $! >"$state/pod-sync.pid"
 
 say "waiting for the first readings"
-sleep "${DEMO_WAIT_SECONDS:-40}"
+sleep "${DEMO_WAIT_SECONDS:-60}"
 echo
 kubectl get inferencepools.crossover.dev -n "$ns"
 echo

@@ -10,8 +10,9 @@ use crossover::vllmsim::{EngineConfig, PodConfig, Simulator, server};
 #[derive(Parser, Debug)]
 #[command(about = "Simulated vLLM 0.33 pods serving /metrics, driven by POST /load")]
 struct Args {
-    /// A pod to serve, as ADDR or POOL=ADDR (pool "default" when omitted). Repeat for more pods.
-    #[arg(long = "pod", value_parser = parse_pod, required = true)]
+    /// A pod to serve, as ADDR or POOL=ADDR (pool "default" when omitted). Repeat for more pods;
+    /// none is fine when pods are added later with POST /pods.
+    #[arg(long = "pod", value_parser = parse_pod)]
     pods: Vec<(String, SocketAddr)>,
     /// Control endpoint: POST /load, GET/POST /pods, DELETE /pods/{addr}, POST /pods/{addr}/restart.
     #[arg(long, default_value = "127.0.0.1:9400")]
