@@ -111,9 +111,16 @@ pub fn recommend(
         .map(|o| saturation_signals(spec, o, status.queue_since.as_ref(), now))
         .unwrap_or_default();
 
-    let Some(o) = obs else {
-        let held =
-            format!("metrics missing: holding at {current} replicas until the load can be read");
+    let malformed = obs.and_then(Observation::malformed);
+    let (Some(o), None) = (obs, malformed) else {
+        let held = match malformed {
+            Some(what) => format!(
+                "metrics malformed ({what} is NaN, infinite or negative): holding at {current} replicas"
+            ),
+            None => {
+                format!("metrics missing: holding at {current} replicas until the load can be read")
+            }
+        };
         return Decision {
             desired_replicas: current,
             status,
@@ -847,6 +854,37 @@ mod tests {
                 d.limited
             );
             assert_eq!(d.held.is_some(), c.held, "{}: held {:?}", c.name, d.held);
+        }
+    }
+
+    proptest::proptest! {
+        // A malformed metric never shrinks the pool: whichever reading is NaN, infinite or
+        // negative, the policy holds (with no down window, a sane low reading would shrink it).
+        #[test]
+        fn malformed_readings_never_scale_down(
+            bad in proptest::sample::select(vec![f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, -1e12]),
+            field in 0usize..7,
+            current in 2i32..10,
+        ) {
+            let mut s = spec();
+            s.scaling.scale_down_stabilization_seconds = 0;
+            s.capacity.input_tokens_per_second = Some(10_000.0);
+            let mut o = obs(100.0, current as u32);
+            o.input_tokens_per_second = 100.0;
+            o.requests_per_second = 1.0;
+            match field {
+                0 => o.output_tokens_per_second = bad,
+                1 => o.input_tokens_per_second = bad,
+                2 => o.requests_per_second = bad,
+                3 => o.requests_waiting = bad,
+                4 => o.kv_cache_usage = bad,
+                5 => o.requests_running = bad,
+                _ => o.ttft_p90_seconds = Some(bad),
+            }
+            let mut input = case("", current, Some(o)).input;
+            input.current_replicas = current;
+            let d = recommend(&s, &input, &readings(60, 0.1), t(0));
+            proptest::prop_assert!(d.desired_replicas >= current, "{}", d.reason);
         }
     }
 

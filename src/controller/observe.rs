@@ -146,7 +146,13 @@ impl Observer {
         match previous {
             // A previous reading older than a few intervals would average over a gap.
             Some(prev) if prev.taken.elapsed() <= interval * 5 => {
-                Outcome::Fresh(derive(&prev.reading, &current, expected))
+                let observation = derive(&prev.reading, &current, expected);
+                match observation.malformed() {
+                    Some(what) => Outcome::Missing(format!(
+                        "the pods reported a malformed {what} (NaN, infinite or negative)"
+                    )),
+                    None => Outcome::Fresh(observation),
+                }
             }
             _ => Outcome::WarmingUp,
         }

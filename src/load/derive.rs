@@ -188,6 +188,16 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_infinite_counter_makes_a_malformed_observation_not_load() {
+        let prev = pool(&[("a", counters(1000.0, 100.0, 10.0), 0)]);
+        let cur = pool(&[("a", counters(2000.0, f64::INFINITY, 20.0), 15)]);
+        let o = derive(&prev, &cur, 1);
+        assert_eq!(o.malformed(), Some("output tok/s"));
+        let sane = derive(&prev, &pool(&[("a", counters(2000.0, 400.0, 20.0), 15)]), 1);
+        assert_eq!(sane.malformed(), None);
+    }
+
     fn counters(prompt: f64, generation: f64, success: f64) -> Reading {
         Reading {
             requests_running: Some(1.0),

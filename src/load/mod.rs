@@ -39,6 +39,29 @@ pub struct Observation {
 }
 
 impl Observation {
+    /// The first value that no vLLM could report (NaN, infinite or negative), by name: a broken
+    /// exporter or a counter gone wrong. Such an observation is treated as missing, never as load.
+    pub fn malformed(&self) -> Option<&'static str> {
+        let bad = |v: f64| !v.is_finite() || v < 0.0;
+        [
+            ("input tok/s", self.input_tokens_per_second),
+            ("output tok/s", self.output_tokens_per_second),
+            ("requests/s", self.requests_per_second),
+            ("running requests", self.requests_running),
+            ("waiting requests", self.requests_waiting),
+            ("KV-cache use", self.kv_cache_usage),
+            ("TTFT p50", self.ttft_p50_seconds.unwrap_or(0.0)),
+            ("TTFT p90", self.ttft_p90_seconds.unwrap_or(0.0)),
+            (
+                "output tokens per request",
+                self.mean_output_tokens_per_request.unwrap_or(0.0),
+            ),
+        ]
+        .into_iter()
+        .find(|(_, v)| bad(*v))
+        .map(|(name, _)| name)
+    }
+
     /// True when every pod that should have answered did: only complete data may shrink a pool.
     pub fn is_complete(&self) -> bool {
         self.pods_observed >= self.pods_expected

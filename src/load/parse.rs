@@ -341,8 +341,35 @@ pub(crate) fn parse_float(s: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const V1_TWO_ENGINES: &str = include_str!("testdata/v1-two-engines.txt");
+
+    proptest! {
+        // Fuzzing the parser: whatever a pod (or something squatting on its port) sends, parsing
+        // returns a reading or a typed error, never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let _ = parse_reading(&text);
+        }
+
+        // Real expositions cut short, or with one byte replaced, still never panic.
+        #[test]
+        fn damaged_expositions_never_panic(
+            cut in 0usize..4000,
+            at in 0usize..4000,
+            byte in prop::sample::select(vec![b'{', b'}', b'"', b'\\', b'=', b',', b' ', b'\n', b'#', b'e', b'-', b'+', b'.']),
+        ) {
+            for base in [V1_TWO_ENGINES, LEGACY, BLOCK_C] {
+                let mut bytes = base.as_bytes()[..cut.min(base.len())].to_vec();
+                if !bytes.is_empty() {
+                    let i = at % bytes.len();
+                    bytes[i] = byte;
+                }
+                let _ = parse_reading(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
     const LEGACY: &str = include_str!("testdata/legacy-names.txt");
     const BLOCK_C: &str = include_str!("testdata/vllm-block-c.txt");
 
