@@ -166,8 +166,8 @@ pub fn recommend(
             .to_string(),
     };
 
-    if let Some(share) = full_and_hidden(sizing.as_ref(), input.ready_replicas, o.requests_waiting)
-    {
+    let full = full_and_hidden(sizing.as_ref(), input.ready_replicas, o.requests_waiting);
+    if let Some(share) = full {
         saturation.push(format!(
             "serving {:.0}% of capacity with nothing queued",
             share * 100.0
@@ -182,7 +182,7 @@ pub fn recommend(
             ));
             raw = raw.max(current);
         } else if raw <= current
-            && saturation_adds_one(sizing.as_ref(), input.ready_replicas, o.requests_waiting)
+            && saturation_adds_one(sizing.as_ref(), input.ready_replicas, full.is_some())
         {
             raw = current + 1;
             why.push_str(&format!(
@@ -415,7 +415,7 @@ pub const FULL_WORK_SHARE: f64 = 0.97;
 /// they do not: bursty arrivals alone queue requests and fill the KV cache at that load, the
 /// queue term already answers them, and adding a replica for each burst ratchets the pool up (on
 /// the shipped trace at x8, +1 on any saturation cost 19% more GPU-hours).
-fn saturation_adds_one(sizing: Option<&Sizing>, ready_replicas: i32, queued: f64) -> bool {
+fn saturation_adds_one(sizing: Option<&Sizing>, ready_replicas: i32, full: bool) -> bool {
     let Some(z) = sizing else {
         return true;
     };
@@ -424,7 +424,7 @@ fn saturation_adds_one(sizing: Option<&Sizing>, ready_replicas: i32, queued: f64
     }
     let ready = ready_replicas as f64;
     let capacity_wrong = z.now.max(z.recent) + z.backlog < EXPLAINED_WORK_SHARE * ready;
-    capacity_wrong || full_and_hidden(Some(z), ready_replicas, queued).is_some()
+    capacity_wrong || full
 }
 
 /// The share of capacity served, when it is at least [`FULL_WORK_SHARE`] (this reading or the

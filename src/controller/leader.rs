@@ -105,13 +105,14 @@ fn from_micro(t: &MicroTime) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.0.as_microsecond()).unwrap_or_default()
 }
 
-/// Tries once to acquire or renew; Ok(true) when we hold the lease afterwards.
-async fn try_claim(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Error> {
+/// Tries once to acquire or renew: Ok(None) when we hold the lease afterwards, else who does (as
+/// far as we saw).
+async fn try_claim(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Option<String>, kube::Error> {
     let now = Utc::now();
     let current = api.get_opt(&cfg.name).await?;
     let spec = current.as_ref().and_then(|l| l.spec.as_ref());
     match claim(spec, &cfg.identity, now) {
-        Claim::Wait { .. } => Ok(false),
+        Claim::Wait { holder, .. } => Ok(Some(holder)),
         Claim::Acquire | Claim::Renew => {
             let lease = Lease {
                 metadata: ObjectMeta {
@@ -129,9 +130,11 @@ async fn try_claim(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Er
                 Some(_) => api.replace(&cfg.name, &PostParams::default(), &lease).await,
             };
             match written {
-                Ok(_) => Ok(true),
+                Ok(_) => Ok(None),
                 // Another candidate wrote first (conflict) or created it first (already exists).
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    Ok(Some("another candidate".to_string()))
+                }
                 Err(e) => Err(e),
             }
         }
@@ -143,22 +146,15 @@ pub async fn acquire(api: &Api<Lease>, cfg: &LeaseConfig) {
     let mut announced = false;
     loop {
         match try_claim(api, cfg).await {
-            Ok(true) => {
+            Ok(None) => {
                 info!(lease = %cfg.name, identity = %cfg.identity, "leading: this replica writes");
                 return;
             }
-            Ok(false) if !announced => {
-                let holder = api
-                    .get_opt(&cfg.name)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|l| l.spec?.holder_identity)
-                    .unwrap_or_default();
+            Ok(Some(holder)) if !announced => {
                 info!(lease = %cfg.name, %holder, "standing by: another replica leads");
                 announced = true;
             }
-            Ok(false) => {}
+            Ok(Some(_)) => {}
             Err(e) => warn!(lease = %cfg.name, error = %e, "cannot read or write the lease"),
         }
         tokio::time::sleep(cfg.renew_every()).await;
@@ -172,8 +168,8 @@ pub async fn hold(api: &Api<Lease>, cfg: &LeaseConfig) -> String {
     loop {
         tokio::time::sleep(cfg.renew_every()).await;
         match try_claim(api, cfg).await {
-            Ok(true) => last_renewal = tokio::time::Instant::now(),
-            Ok(false) => return "another replica took the lease".to_string(),
+            Ok(None) => last_renewal = tokio::time::Instant::now(),
+            Ok(Some(holder)) => return format!("{holder} took the lease"),
             Err(e) if last_renewal.elapsed() >= cfg.duration => {
                 return format!("could not renew the lease for {:?}: {e}", cfg.duration);
             }

@@ -130,15 +130,15 @@ async fn shutdown_signal() {
 /// Runs the controller until a shutdown signal; with leader election, only while this replica
 /// holds the Lease (a lost lease ends the process so its pod restarts as a standby).
 pub async fn run(client: Client, opts: RunOptions) -> anyhow::Result<()> {
+    // Ready once the API server answers with the CRD; a standby is ready too: it can take over.
+    check_crd(&client, &opts).await?;
+    opts.ops.set_ready(true);
     let Some(lease) = opts.leader.clone() else {
         opts.ops.metrics.set_leader(true);
         return run_controller(client, opts).await;
     };
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(client.clone(), &lease.namespace);
-    // A standby is ready: it reached the API server and can take over.
-    check_crd(&client, &opts).await?;
-    opts.ops.set_ready(true);
     tokio::select! {
         _ = leader::acquire(&leases, &lease) => {}
         _ = shutdown_signal() => {
@@ -190,8 +190,6 @@ async fn run_controller(client: Client, opts: RunOptions) -> anyhow::Result<()> 
             Api::all(client.clone()),
         ),
     };
-    check_crd(&client, &opts).await?;
-    opts.ops.set_ready(true);
     let reporter = Reporter {
         controller: "crossover".into(),
         instance: std::env::var("POD_NAME").ok(),

@@ -109,6 +109,15 @@ pub async fn pool_with_sim(
     sim
 }
 
+/// Pool "llama" offered 1,500 output tok/s (three replicas at 70%), scaled to three and all
+/// three served by the simulator.
+async fn at_three_replicas(client: &kube::Client, ns: &str) -> Sim {
+    let sim = pool_with_sim(client, ns, "llama", &pool("llama", ""), 1000.0).await;
+    sim.load("llama", 3.0, 200.0, 500.0).await;
+    scaled_and_served(client, ns, "llama", &sim, 3).await;
+    sim
+}
+
 #[tokio::test]
 async fn a_load_step_scales_the_pool_up_within_two_sync_intervals() {
     let client = client().await;
@@ -159,9 +168,7 @@ async fn a_load_drop_scales_down_only_after_the_stabilization_window() {
     install_crd().await;
     let ns = TestNamespace::new(&client, "scaledown").await;
     let _op = Operator::start(&ns.name);
-    let sim = pool_with_sim(&client, &ns.name, "llama", &pool("llama", ""), 1000.0).await;
-    sim.load("llama", 3.0, 200.0, 500.0).await;
-    scaled_and_served(&client, &ns.name, "llama", &sim, 3).await;
+    let sim = at_three_replicas(&client, &ns.name).await;
     // Let every replica serve for a few intervals, then drop to 200 tok/s: one replica's worth.
     tokio::time::sleep(Duration::from_secs(3 * INTERVAL_S)).await;
     sim.load("llama", 0.5, 200.0, 400.0).await;
@@ -195,9 +202,7 @@ async fn dead_metrics_endpoints_hold_the_size_and_set_the_condition() {
     install_crd().await;
     let ns = TestNamespace::new(&client, "nometrics").await;
     let _op = Operator::start(&ns.name);
-    let sim = pool_with_sim(&client, &ns.name, "llama", &pool("llama", ""), 1000.0).await;
-    sim.load("llama", 3.0, 200.0, 500.0).await;
-    scaled_and_served(&client, &ns.name, "llama", &sim, 3).await;
+    let sim = at_three_replicas(&client, &ns.name).await;
     drop(sim);
     let pools: Api<InferencePool> = Api::namespaced(client.clone(), &ns.name);
     eventually(

@@ -37,6 +37,17 @@ async fn metric(port: u16, line_start: &str) -> Option<f64> {
         .ok()
 }
 
+/// An operator replica named `who` with a 4 s lease, serving health and metrics on `port`.
+fn replica(ns: &str, who: &str, port: u16) -> Operator {
+    let address = format!("127.0.0.1:{port}");
+    Operator::start_as(
+        ns,
+        &[("POD_NAME", who)],
+        &["--probe-address", &address, "--lease-duration-seconds", "4"],
+        &format!("{ns}-{who}"),
+    )
+}
+
 async fn holder(client: &kube::Client, ns: &str) -> Option<String> {
     Api::<Lease>::namespaced(client.clone(), ns)
         .get_opt(&format!("crossover-leader-{ns}"))
@@ -96,26 +107,14 @@ async fn only_the_lease_holder_writes_and_a_standby_takes_over() {
     install_crd().await;
     let ns = TestNamespace::new(&client, "leader").await;
     let (port_a, port_b) = (free_port(), free_port());
-    let (addr_a, addr_b) = (format!("127.0.0.1:{port_a}"), format!("127.0.0.1:{port_b}"));
-    let lease = ["--lease-duration-seconds", "4"];
-    let a = Operator::start_as(
-        &ns.name,
-        &[("POD_NAME", "replica-a")],
-        &[&["--probe-address", addr_a.as_str()][..], &lease[..]].concat(),
-        &format!("{}-a", ns.name),
-    );
+    let a = replica(&ns.name, "replica-a", port_a);
     eventually(
         "replica-a holds the lease",
         Duration::from_secs(30),
         || async { (holder(&client, &ns.name).await? == "replica-a").then_some(()) },
     )
     .await;
-    let _b = Operator::start_as(
-        &ns.name,
-        &[("POD_NAME", "replica-b")],
-        &[&["--probe-address", addr_b.as_str()][..], &lease[..]].concat(),
-        &format!("{}-b", ns.name),
-    );
+    let _b = replica(&ns.name, "replica-b", port_b);
     // The standby is ready (it can take over) but does not lead.
     eventually(
         "replica-b ready as a standby",
