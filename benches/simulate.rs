@@ -7,7 +7,7 @@ use crossover::sim::{self, Shape, SimOptions, trace};
 use std::hint::black_box;
 
 fn week(c: &mut Criterion) {
-    let pool: InferencePool = serde_yaml::from_str(sim::EXAMPLE_POOL_YAML).expect("example pool");
+    let pool: InferencePool = serde_saphyr::from_str(sim::EXAMPLE_POOL_YAML).expect("example pool");
     let requests =
         trace::parse(sim::EXAMPLE_TRACE_CSV, trace::TraceFormat::AzureCsv).expect("trace");
     let shape = Shape {

@@ -211,11 +211,11 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<String> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            serde_yaml::from_str(&text)
+            serde_saphyr::from_str(&text)
                 .with_context(|| format!("{} is not an InferencePool", path.display()))?
         }
         None => {
-            serde_yaml::from_str(sim::EXAMPLE_POOL_YAML).context("the embedded example pool")?
+            serde_saphyr::from_str(sim::EXAMPLE_POOL_YAML).context("the embedded example pool")?
         }
     };
     let (requests, label) = match &args.trace {

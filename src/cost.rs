@@ -467,7 +467,7 @@ mod tests {
     fn scenario(file: &str) -> InferencePoolSpec {
         let path = format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).expect("example manifest");
-        let pool: InferencePool = serde_yaml::from_str(&text).expect("example parses");
+        let pool: InferencePool = serde_saphyr::from_str(&text).expect("example parses");
         pool.spec
     }
 

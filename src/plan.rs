@@ -6,7 +6,6 @@ use crate::api::{Cheaper, InferencePool, InferencePoolSpec};
 use crate::cost::{self, Comparison, CostError, MonthlyVolume, ReplicaPrice};
 use crate::format::{self, parse_tokens};
 use clap::{Args, ValueEnum};
-use serde::Deserialize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -104,17 +103,12 @@ pub fn parse_manifest(text: &str, path: &str) -> Result<InferencePool, PlanError
         path: path.to_string(),
         reason,
     };
-    let mut pools = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
-        let value = serde_yaml::Value::deserialize(document).map_err(|e| bad(e.to_string()))?;
-        if value.is_null() {
-            continue;
-        }
-        let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
-        if kind == "InferencePool" {
-            pools.push(value);
-        }
-    }
+    let documents: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| bad(e.to_string()))?;
+    let mut pools: Vec<serde_json::Value> = documents
+        .into_iter()
+        .filter(|d| d.get("kind").and_then(|k| k.as_str()) == Some("InferencePool"))
+        .collect();
     let value = match pools.len() {
         1 => pools.remove(0),
         0 => return Err(bad("no document with kind: InferencePool".to_string())),
@@ -124,7 +118,7 @@ pub fn parse_manifest(text: &str, path: &str) -> Result<InferencePool, PlanError
             )));
         }
     };
-    serde_yaml::from_value(value).map_err(|e| bad(e.to_string()))
+    serde_json::from_value(value).map_err(|e| bad(e.to_string()))
 }
 
 /// Prices `pool` for a monthly volume. `output_tokens` defaults to 30% of the input; `replicas`

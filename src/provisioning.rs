@@ -345,7 +345,7 @@ spec:
   cost: {{replicaHourlyUsd: {hourly_usd}}}
 "#
         );
-        serde_yaml::from_str::<InferencePool>(&yaml).unwrap().spec
+        serde_saphyr::from_str::<InferencePool>(&yaml).unwrap().spec
     }
 
     fn obs(tokens_per_second: f64) -> Observation {

@@ -11,7 +11,7 @@ fn pool(spec_yaml: &str) -> InferencePool {
             .map(|l| format!("  {l}\n"))
             .collect::<String>()
     );
-    serde_yaml::from_str(&doc).expect("manifest parses")
+    serde_saphyr::from_str(&doc).expect("manifest parses")
 }
 
 fn refusal(spec_yaml: &str) -> String {

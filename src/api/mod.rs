@@ -15,9 +15,9 @@ pub const POOL_LABEL: &str = "crossover.dev/pool";
 pub const FIELD_MANAGER: &str = "crossover";
 
 /// The generated CRD as YAML, exactly what `crossover crd` prints and `crds/` holds.
-pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+pub fn crd_yaml() -> Result<String, serde_saphyr::ser_error::Error> {
     use kube::CustomResourceExt;
-    serde_yaml::to_string(&InferencePool::crd())
+    serde_saphyr::to_string(&InferencePool::crd())
 }
 
 /// Converts crossover's clock type to the API's timestamp type (k8s-openapi uses jiff), in whole

@@ -253,7 +253,7 @@ mod tests {
     use crate::api::InferencePoolSpec;
 
     pub(crate) fn pool(yaml_spec: &str) -> InferencePool {
-        let spec: InferencePoolSpec = serde_yaml::from_str(yaml_spec).expect("spec parses");
+        let spec: InferencePoolSpec = serde_saphyr::from_str(yaml_spec).expect("spec parses");
         let mut p = InferencePool::new("gemma", spec);
         p.metadata.namespace = Some("team-a".into());
         p.metadata.uid = Some("1234".into());

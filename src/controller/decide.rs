@@ -447,7 +447,7 @@ mod tests {
     use crate::api::InferencePoolSpec;
 
     fn pool(extra: &str) -> InferencePool {
-        let spec: InferencePoolSpec = serde_yaml::from_str(&format!(
+        let spec: InferencePoolSpec = serde_saphyr::from_str(&format!(
             "model: m\nminReplicas: 1\nmaxReplicas: 4\ncapacity: {{outputTokensPerSecond: 1000}}\ncost: {{replicaHourlyUsd: 2}}\ncompareTo: {{model: gpt-5, inputUsdPerMillionTokens: 2.5, outputUsdPerMillionTokens: 10}}\n{extra}"
         ))
         .unwrap();

@@ -63,7 +63,7 @@ mod tests {
     use super::*;
 
     fn spec(yaml: &str) -> InferencePoolSpec {
-        serde_yaml::from_str(yaml).expect("spec parses")
+        serde_saphyr::from_str(yaml).expect("spec parses")
     }
 
     #[test]
@@ -111,7 +111,7 @@ mod tests {
             }
             let text = std::fs::read_to_string(&path).unwrap();
             let pool: crate::api::InferencePool =
-                serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             validate(&pool.spec).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         }
     }

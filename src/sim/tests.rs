@@ -247,7 +247,7 @@ fn oracle_never_worse_than_any_policy_at_zero_under_provisioning() {
         .collect();
     oracle_is_the_floor(&s, &workload(&wavy));
 
-    let pool: crate::api::InferencePool = serde_yaml::from_str(EXAMPLE_POOL_YAML).unwrap();
+    let pool: crate::api::InferencePool = serde_saphyr::from_str(EXAMPLE_POOL_YAML).unwrap();
     let requests = trace::parse(EXAMPLE_TRACE_CSV, TraceFormat::AzureCsv).unwrap();
     let w = trace::workload(
         &requests,
@@ -274,7 +274,7 @@ fn the_shipped_trace_reads_whole() {
 /// breaks it must update the README and docs/simulation.md with the new figures.
 #[test]
 fn readme_quality_figures_hold_at_load_x8() {
-    let pool: crate::api::InferencePool = serde_yaml::from_str(EXAMPLE_POOL_YAML).unwrap();
+    let pool: crate::api::InferencePool = serde_saphyr::from_str(EXAMPLE_POOL_YAML).unwrap();
     let requests = trace::parse(EXAMPLE_TRACE_CSV, TraceFormat::AzureCsv).unwrap();
     let w = trace::workload(
         &requests,

@@ -38,11 +38,11 @@ impl Drop for Release {
 /// The test kubeconfig, acting as `user` (the admin may impersonate anyone).
 fn kubeconfig_as(user: &str, path: &std::path::Path) {
     let text = std::fs::read_to_string(kubeconfig()).unwrap();
-    let mut kc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    for u in kc["users"].as_sequence_mut().unwrap() {
-        u["user"]["as"] = serde_yaml::Value::String(user.to_string());
+    let mut kc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    for u in kc["users"].as_array_mut().unwrap() {
+        u["user"]["as"] = serde_json::Value::String(user.to_string());
     }
-    std::fs::write(path, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    std::fs::write(path, serde_saphyr::to_string(&kc).unwrap()).unwrap();
 }
 
 #[tokio::test]

@@ -15,10 +15,10 @@ use crate::sim::Sim;
 /// An example manifest, renamed, with a 2 s sync interval so the test is quick.
 fn example(file: &str, name: &str) -> String {
     let text = std::fs::read_to_string(repo().join("examples").join(file)).unwrap();
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let mut doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
     doc["metadata"]["name"] = name.into();
-    doc["spec"]["scaling"] = serde_yaml::from_str("{intervalSeconds: 2}").unwrap();
-    serde_yaml::to_string(&doc).unwrap()
+    doc["spec"]["scaling"] = serde_json::json!({"intervalSeconds": 2});
+    serde_saphyr::to_string(&doc).unwrap()
 }
 
 /// Applies the pool, serves its pod with the simulator at `input`/`output` tokens per month.
