@@ -62,6 +62,9 @@ pub fn derive(prev: &PoolReading, cur: &PoolReading, pods_expected: u32) -> Obse
             continue;
         };
         obs.pods_observed += 1;
+        obs.input_tokens += input;
+        obs.output_tokens += output;
+        obs.covered_seconds = obs.covered_seconds.max(elapsed_seconds);
         obs.input_tokens_per_second += input / elapsed_seconds;
         obs.output_tokens_per_second += output / elapsed_seconds;
         if let Some(done) = counter_increase(p.request_success_total, r.request_success_total) {

@@ -17,6 +17,16 @@ pub struct Observation {
     pub input_tokens_per_second: f64,
     /// Generated (decode) tokens per second.
     pub output_tokens_per_second: f64,
+    /// Prompt tokens counted by counter increments since each contributing pod's baseline: what
+    /// month-to-date accrues (never a rate times a span).
+    pub input_tokens: f64,
+    /// Generated tokens counted by counter increments since each contributing pod's baseline.
+    pub output_tokens: f64,
+    /// Seconds the increments cover: the oldest contributing pod's baseline age.
+    pub covered_seconds: f64,
+    /// Serving time that no counter increment covers and never will (documented by the load
+    /// layer); reported in month-to-date, never extrapolated into tokens.
+    pub unaccounted_seconds: f64,
     /// Finished requests per second.
     pub requests_per_second: f64,
     /// Requests in running batches, summed over pods.
@@ -46,6 +56,8 @@ impl Observation {
         [
             ("input tok/s", self.input_tokens_per_second),
             ("output tok/s", self.output_tokens_per_second),
+            ("input tokens", self.input_tokens),
+            ("output tokens", self.output_tokens),
             ("requests/s", self.requests_per_second),
             ("running requests", self.requests_running),
             ("waiting requests", self.requests_waiting),
