@@ -95,11 +95,21 @@ impl PoolMonthly {
 
 /// What the pool costs per month with `replicas` provisioned: hardware plus overheads.
 pub fn pool_monthly(cost: &CostSpec, replicas: u32) -> Result<PoolMonthly, CostError> {
+    pool_monthly_at(cost, f64::from(replicas))
+}
+
+/// [`pool_monthly`] for an average replica count (shown rounded in `replicas`).
+pub fn pool_monthly_at(cost: &CostSpec, replicas: f64) -> Result<PoolMonthly, CostError> {
     let replica_price = ReplicaPrice::from_spec(cost)?;
+    let replicas = if replicas.is_finite() {
+        replicas.max(0.0)
+    } else {
+        0.0
+    };
     Ok(PoolMonthly {
-        replicas,
+        replicas: replicas.round().min(f64::from(u32::MAX)) as u32,
         replica_price,
-        hardware_usd_per_month: f64::from(replicas) * replica_price.usd_per_month(),
+        hardware_usd_per_month: replicas * replica_price.usd_per_month(),
         overheads: cost
             .overheads
             .iter()
@@ -247,6 +257,10 @@ impl Comparison {
             price_source: self.api.as_ref().map(|a| a.source.clone()),
             month_to_date,
             run_rate_seconds: None,
+            run_rate_replicas: None,
+            run_rate_replica_seconds: None,
+            billed_replicas: None,
+            previous_month: None,
         }
     }
 }
@@ -260,7 +274,17 @@ pub fn compare(
     volume: MonthlyVolume,
     utilization: Option<f64>,
 ) -> Result<Comparison, CostError> {
-    let pool = pool_monthly(&spec.cost, replicas)?;
+    compare_at(spec, f64::from(replicas), volume, utilization)
+}
+
+/// [`compare`] for a replica count that is an average over time (the run-rate's).
+pub fn compare_at(
+    spec: &InferencePoolSpec,
+    replicas: f64,
+    volume: MonthlyVolume,
+    utilization: Option<f64>,
+) -> Result<Comparison, CostError> {
+    let pool = pool_monthly_at(&spec.cost, replicas)?;
     let pool_usd = pool.total_usd_per_month();
     let api = spec.compare_to.as_ref().and_then(api_prices);
     let api_allowed = spec.compare_to.as_ref().is_none_or(|c| c.allowed);
@@ -314,94 +338,194 @@ pub fn compare(
     })
 }
 
-/// `status.cost` at the current run-rate: the token rates observed over the trailing window
-/// (`spec.cost.runRateWindowSeconds`) projected to a 730-hour month, priced with the provisioned
-/// replicas. The caller passes the month-to-date totals it keeps (see [`accumulate`]).
+/// `status.cost` at the current run-rate: `replicas` provisioned on average over the trailing
+/// window (`spec.cost.runRateWindowSeconds`), against the token rates observed over the same
+/// window projected to a 730-hour month. Without any traffic observed yet (`volume` None) the pool
+/// side and the break-even are known, the API side is not: `cheaper` is Unknown. The caller passes
+/// the month-to-date totals it keeps (see [`accrue`]).
 pub fn run_rate(
     spec: &InferencePoolSpec,
-    input_tokens_per_second: f64,
-    output_tokens_per_second: f64,
-    replicas: u32,
+    replicas: f64,
+    volume: Option<MonthlyVolume>,
     utilization: Option<f64>,
-    month_to_date: Option<MonthToDate>,
 ) -> Result<CostStatus, CostError> {
-    let volume = MonthlyVolume::from_rates(input_tokens_per_second, output_tokens_per_second);
-    Ok(compare(spec, replicas, volume, utilization)?.to_status(month_to_date))
+    let observed = volume.is_some();
+    let mut c = compare_at(spec, replicas, volume.unwrap_or_default(), utilization)?;
+    if !observed && c.cheaper != Cheaper::SelfHostRequired {
+        c.cheaper = Cheaper::Unknown;
+        c.ratio = None;
+    }
+    let mut status = c.to_status(None);
+    status.run_rate_replicas = Some(replicas.max(0.0));
+    Ok(status)
 }
 
-/// Adds the interval [from, to] to the calendar month's (UTC) totals. `replicas` were provisioned
-/// throughout and `input_tokens`/`output_tokens` were served over the whole interval.
+/// A replica as billing sees it: a pod bound to a node (holding its GPUs) since `scheduled_at`,
+/// until `ended_at` (finished or gone; None while it runs). Pods still Pending bill nothing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProvisionedPod {
+    pub scheduled_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// Replica-seconds provisioned over [from, to]: each pod seen now for its overlap with the span,
+/// plus the pods billed at `from` (`billed_at_from`) that have gone since, each for half the span
+/// (when within it they went is not known; the error is at most half an interval per pod).
+pub fn replica_seconds(
+    pods: &[ProvisionedPod],
+    billed_at_from: u32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> f64 {
+    let span = seconds_between(from, to).max(0.0);
+    let mut seen = 0.0;
+    let mut survivors: u32 = 0;
+    for pod in pods {
+        let lo = pod.scheduled_at.max(from);
+        let hi = pod.ended_at.unwrap_or(to).min(to);
+        seen += seconds_between(lo, hi).max(0.0);
+        if pod.scheduled_at <= from {
+            survivors = survivors.saturating_add(1);
+        }
+    }
+    let vanished = billed_at_from.saturating_sub(survivors);
+    seen + f64::from(vanished) * span / 2.0
+}
+
+/// What one accounting step adds to month-to-date.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Accrual {
+    /// The span this step accounts for; only its part after `accountedUntil` is added.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Replica-seconds provisioned over [from, to] ([`replica_seconds`]).
+    pub replica_seconds: f64,
+    /// Tokens counted by counter increments in this step, over the `tokens_cover_seconds` before
+    /// `to`: added whole (their exactly-once-ness is the counters' baselines', not the span's).
+    pub input_tokens: f64,
+    pub output_tokens: f64,
+    pub tokens_cover_seconds: f64,
+    /// Serving time whose tokens no increment covers.
+    pub unaccounted_seconds: f64,
+}
+
+impl Accrual {
+    /// Hardware only: the span passed with no new counter increments.
+    pub fn hardware(from: DateTime<Utc>, to: DateTime<Utc>, replica_seconds: f64) -> Self {
+        Self {
+            from,
+            to,
+            replica_seconds,
+            input_tokens: 0.0,
+            output_tokens: 0.0,
+            tokens_cover_seconds: 0.0,
+            unaccounted_seconds: 0.0,
+        }
+    }
+}
+
+/// Month-to-date after an accrual, and the previous month's final totals when this step closed it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Accrued {
+    pub month: MonthToDate,
+    pub closed: Option<MonthToDate>,
+}
+
+/// Adds an accrual to the calendar month's (UTC) totals.
 ///
-/// Restart-safe: only the part after `prev.accounted_until` is added, so re-applying an interval
-/// already counted adds nothing. `accounted_until` is kept to whole seconds (the precision status
-/// round-trips) and the interval's last fraction of a second is left out rather than risk counting
-/// it twice. When `to` falls in a new month a fresh period starts at the month boundary; the part
-/// of the interval before it is dropped (at most one sync interval), and tokens are split pro rata
-/// by time.
+/// Restart-safe: hardware and overheads accrue only for the part of the span after
+/// `prev.accounted_until`, so re-applying a span already counted adds nothing. `accounted_until`
+/// is kept to whole seconds (the precision status round-trips) and the span's last fraction of a
+/// second is left for the next step. When the span crosses into a new month, the old month is
+/// completed up to its last second and returned in `closed`; tokens are split between the months
+/// pro rata over the time their increments cover, hardware over the span.
 ///
 /// Monthly prices and overheads accrue by seconds over the calendar month's real length, so a full
 /// month of one replica at replicaMonthlyUsd=205 accrues exactly $205 plus the overheads. Hourly
 /// prices accrue per real hour, as clouds bill (744 hours in a 31-day month, against 730 in the
 /// run-rate). A spec without a valid replica price accrues no hardware cost; the controller rejects
 /// such specs before it gets here.
-pub fn accumulate(
-    prev: Option<&MonthToDate>,
-    spec: &InferencePoolSpec,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    replicas: u32,
-    input_tokens: f64,
-    output_tokens: f64,
-) -> MonthToDate {
-    let end = floor_to_second(to);
+pub fn accrue(prev: Option<&MonthToDate>, spec: &InferencePoolSpec, a: &Accrual) -> Accrued {
+    let end = floor_to_second(a.to);
     let prev_until = prev.map(|p| from_time(&p.accounted_until));
-    if let (Some(p), Some(until)) = (prev, prev_until)
-        && end <= until
-    {
-        return p.clone();
-    }
+    // An instant exactly at midnight on the 1st belongs to the month it closes.
+    let (month_start, _) = month_bounds(end - chrono::Duration::nanoseconds(1));
+    let period = period_of(end - chrono::Duration::nanoseconds(1));
+    let hardware_from = prev_until.map_or(a.from, |u| a.from.max(u));
 
-    // An interval ending exactly at midnight on the 1st belongs to the month it closes.
-    let month_anchor = end - chrono::Duration::nanoseconds(1);
-    let (month_start, next_month_start) = month_bounds(month_anchor);
-    let period = period_of(month_anchor);
-    let mut totals = match (prev, prev_until) {
-        (Some(p), Some(_)) if p.period == period => p.clone(),
-        _ => MonthToDate {
-            period,
-            accounted_until: to_time(month_start),
-            input_tokens: 0.0,
-            output_tokens: 0.0,
-            replica_hours: 0.0,
-            pool_usd: 0.0,
-            api_usd: 0.0,
-        },
+    let (mut current, closed) = match prev {
+        Some(p) if p.period == period => (p.clone(), None),
+        // A clock that went back across a month boundary: keep counting into the later month.
+        Some(p) if p.period > period => {
+            let mut kept = p.clone();
+            add_tokens(&mut kept, spec, a, 1.0);
+            return Accrued {
+                month: kept,
+                closed: None,
+            };
+        }
+        Some(p) => {
+            let mut old = p.clone();
+            let until = from_time(&p.accounted_until);
+            let (_, old_end) = month_bounds(until - chrono::Duration::nanoseconds(1));
+            if hardware_from < old_end {
+                add_part(&mut old, spec, a, hardware_from, old_end.min(end));
+            }
+            old.accounted_until = to_time(old_end);
+            (fresh_month(period, month_start), Some(old))
+        }
+        None => (fresh_month(period, hardware_from.max(month_start)), None),
     };
-    let already = from_time(&totals.accounted_until);
-    let start = from.max(already).max(month_start);
-    if start >= end {
-        return totals;
+    let lo = hardware_from.max(month_start);
+    if lo < end {
+        add_part(&mut current, spec, a, lo, end);
+        current.accounted_until = to_time(end);
+    } else {
+        // Nothing new on the clock (a replayed or too-early step): tokens still count.
+        add_tokens(&mut current, spec, a, 1.0);
     }
-    let end_time = to_time(end);
+    Accrued {
+        month: current,
+        closed,
+    }
+}
 
-    let counted_seconds = seconds_between(start, end);
-    let interval_seconds = seconds_between(from, to);
-    // Tokens are reported for the whole interval: the counted share assumes an even rate over it.
-    let share = if interval_seconds > 0.0 {
-        (counted_seconds / interval_seconds).clamp(0.0, 1.0)
+fn fresh_month(period: String, start: DateTime<Utc>) -> MonthToDate {
+    MonthToDate {
+        period,
+        accounted_until: to_time(start),
+        input_tokens: 0.0,
+        output_tokens: 0.0,
+        replica_hours: 0.0,
+        pool_usd: 0.0,
+        api_usd: 0.0,
+        unaccounted_seconds: 0.0,
+    }
+}
+
+/// Adds the part [lo, hi] of the accrual (all within one calendar month) to `totals`.
+fn add_part(
+    totals: &mut MonthToDate,
+    spec: &InferencePoolSpec,
+    a: &Accrual,
+    lo: DateTime<Utc>,
+    hi: DateTime<Utc>,
+) {
+    let counted_seconds = seconds_between(lo, hi).max(0.0);
+    let span_seconds = seconds_between(a.from, a.to);
+    // The replicas provisioned on average over the span, for the counted part of it.
+    let replica_seconds = if span_seconds > 0.0 {
+        a.replica_seconds.max(0.0) * (counted_seconds / span_seconds).min(1.0)
     } else {
         0.0
     };
-    let input = input_tokens.max(0.0) * share;
-    let output = output_tokens.max(0.0) * share;
+    let (month_start, next_month_start) = month_bounds(lo);
     let month_seconds = seconds_between(month_start, next_month_start);
-    let month_share = counted_seconds / month_seconds;
-    let replicas = f64::from(replicas);
     let hardware_usd = match ReplicaPrice::from_spec(&spec.cost) {
-        Ok(ReplicaPrice::Hourly { usd_per_hour }) => {
-            replicas * usd_per_hour * counted_seconds / 3600.0
+        Ok(ReplicaPrice::Hourly { usd_per_hour }) => usd_per_hour * replica_seconds / 3600.0,
+        Ok(ReplicaPrice::Monthly { usd_per_month }) => {
+            usd_per_month * replica_seconds / month_seconds
         }
-        Ok(ReplicaPrice::Monthly { usd_per_month }) => replicas * usd_per_month * month_share,
         Err(_) => 0.0,
     };
     let overheads_usd: f64 = spec
@@ -410,20 +534,50 @@ pub fn accumulate(
         .iter()
         .map(|o| o.monthly_usd)
         .sum::<f64>()
-        * month_share;
-    let api_usd = spec
+        * counted_seconds
+        / month_seconds;
+    totals.replica_hours += replica_seconds / 3600.0;
+    totals.pool_usd += hardware_usd + overheads_usd;
+    if span_seconds > 0.0 {
+        totals.unaccounted_seconds +=
+            a.unaccounted_seconds.max(0.0) * (counted_seconds / span_seconds).min(1.0);
+    }
+    add_tokens(totals, spec, a, token_share(a, lo, hi));
+}
+
+/// Share of the accrual's tokens whose covered time falls in [lo, hi].
+fn token_share(a: &Accrual, lo: DateTime<Utc>, hi: DateTime<Utc>) -> f64 {
+    let cover_ms = (a.tokens_cover_seconds.max(0.0) * 1000.0) as i64;
+    let cover_from = a.to - chrono::Duration::milliseconds(cover_ms);
+    let cover = seconds_between(cover_from, a.to);
+    if cover <= 0.0 {
+        // No covered time given: the increments belong to the instant they were read.
+        return if a.to > lo && a.to <= hi + chrono::Duration::seconds(1) {
+            1.0
+        } else {
+            0.0
+        };
+    }
+    let inside = seconds_between(cover_from.max(lo), a.to.min(hi)).max(0.0);
+    // The last fraction of a second (left for the next step's hardware) still holds tokens.
+    let tail = if hi == floor_to_second(a.to) {
+        seconds_between(hi, a.to).max(0.0)
+    } else {
+        0.0
+    };
+    ((inside + tail) / cover).clamp(0.0, 1.0)
+}
+
+fn add_tokens(totals: &mut MonthToDate, spec: &InferencePoolSpec, a: &Accrual, share: f64) {
+    let input = a.input_tokens.max(0.0) * share;
+    let output = a.output_tokens.max(0.0) * share;
+    totals.input_tokens += input;
+    totals.output_tokens += output;
+    totals.api_usd += spec
         .compare_to
         .as_ref()
         .and_then(api_prices)
         .map_or(0.0, |p| p.usd(input, output));
-
-    totals.accounted_until = end_time;
-    totals.input_tokens += input;
-    totals.output_tokens += output;
-    totals.replica_hours += replicas * counted_seconds / 3600.0;
-    totals.pool_usd += hardware_usd + overheads_usd;
-    totals.api_usd += api_usd;
-    totals
 }
 
 /// The calendar month (UTC) of an instant, as status writes it: "2026-03".
@@ -536,13 +690,22 @@ mod tests {
     fn run_rate_projects_tokens_per_second_to_730_hours() {
         let spec = scenario("scenario-b-gemma-at-volume.yaml");
         let per_second = 500e6 / SECONDS_PER_MONTH;
-        let status = run_rate(&spec, per_second, 0.3 * per_second, 1, Some(0.25), None).unwrap();
+        let volume = MonthlyVolume::from_rates(per_second, 0.3 * per_second);
+        let status = run_rate(&spec, 1.0, Some(volume), Some(0.25)).unwrap();
         assert!(close(status.input_tokens_per_month, 500e6, 1e-3));
         assert!(close(status.api_monthly_usd, 2750.0, 1e-6));
         assert!(close(status.pool_monthly_usd, 605.0, 1e-9));
         assert!(close(status.idle_monthly_usd, 205.0 * 0.75, 1e-9));
         assert_eq!(status.cheaper, Cheaper::SelfHosted);
         assert_eq!(status.price_source.as_deref(), Some("spec"));
+        // Before any traffic: the pool side and the break-even are known, the verdict is not.
+        let unseen = run_rate(&spec, 1.0, None, None).unwrap();
+        assert!(close(unseen.pool_monthly_usd, 605.0, 1e-9));
+        assert_eq!(unseen.cheaper, Cheaper::Unknown);
+        assert!(unseen.break_even_input_tokens_per_month.is_some());
+        // An average of 1.5 replicas over the window prices 1.5 replicas.
+        let averaged = run_rate(&spec, 1.5, Some(volume), None).unwrap();
+        assert!(close(averaged.pool_monthly_usd, 1.5 * 205.0 + 400.0, 1e-9));
     }
 
     #[test]
@@ -665,6 +828,44 @@ mod tests {
 
     // ---- month to date ----
 
+    /// `replicas` provisioned throughout [from, to], and tokens served evenly over it.
+    fn accumulate(
+        prev: Option<&MonthToDate>,
+        spec: &InferencePoolSpec,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        replicas: u32,
+        input_tokens: f64,
+        output_tokens: f64,
+    ) -> MonthToDate {
+        accrue_both(prev, spec, from, to, replicas, input_tokens, output_tokens).month
+    }
+
+    fn accrue_both(
+        prev: Option<&MonthToDate>,
+        spec: &InferencePoolSpec,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        replicas: u32,
+        input_tokens: f64,
+        output_tokens: f64,
+    ) -> Accrued {
+        let span = seconds_between(from, to);
+        accrue(
+            prev,
+            spec,
+            &Accrual {
+                from,
+                to,
+                replica_seconds: f64::from(replicas) * span,
+                input_tokens,
+                output_tokens,
+                tokens_cover_seconds: span,
+                unaccounted_seconds: 0.0,
+            },
+        )
+    }
+
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)
             .unwrap()
@@ -725,7 +926,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_month_starts_a_fresh_period_at_the_boundary() {
+    fn a_new_month_closes_the_old_one_and_keeps_its_totals() {
         let spec = monthly_spec(205.0, 0.0);
         let march = accumulate(
             None,
@@ -736,7 +937,7 @@ mod tests {
             59.0,
             0.0,
         );
-        let april = accumulate(
+        let step = accrue_both(
             Some(&march),
             &spec,
             at("2026-03-31T23:59:00Z"),
@@ -745,6 +946,7 @@ mod tests {
             120.0,
             0.0,
         );
+        let april = step.month;
         assert_eq!(april.period, "2026-04");
         assert!(
             close(april.input_tokens, 60.0, 1e-9),
@@ -756,6 +958,39 @@ mod tests {
             2.0 * 205.0 * 60.0 / (30.0 * 86400.0),
             1e-9
         ));
+        let closed = step.closed.expect("March closed");
+        assert_eq!(closed.period, "2026-03");
+        assert_eq!(closed.accounted_until, to_time(at("2026-04-01T00:00:00Z")));
+        assert!(
+            close(closed.input_tokens, 59.0 + 60.0, 1e-9),
+            "March keeps its last minute"
+        );
+        assert!(close(closed.replica_hours, 59.0 / 60.0 + 2.0 / 60.0, 1e-9));
+    }
+
+    #[test]
+    fn replica_seconds_bill_scheduled_pods_and_half_the_span_for_those_gone() {
+        let t0 = at("2026-05-10T00:00:00Z");
+        let t1 = at("2026-05-10T00:01:00Z");
+        let pods = [
+            ProvisionedPod {
+                scheduled_at: t0 - chrono::Duration::hours(1),
+                ended_at: None,
+            },
+            // Scheduled half way through the span: bills its last 30 s.
+            ProvisionedPod {
+                scheduled_at: t0 + chrono::Duration::seconds(30),
+                ended_at: None,
+            },
+        ];
+        // Three were billed at t0; one of them has gone since (half the span).
+        assert!(close(
+            replica_seconds(&pods, 3, t0, t1),
+            60.0 + 30.0 + 2.0 * 30.0,
+            1e-9
+        ));
+        assert!(close(replica_seconds(&pods, 0, t0, t1), 90.0, 1e-9));
+        assert!(close(replica_seconds(&[], 0, t0, t1), 0.0, 1e-9));
     }
 
     #[test]
@@ -792,14 +1027,15 @@ mod tests {
         let json = serde_json::to_string(&mtd).unwrap();
         let back: MonthToDate = serde_json::from_str(&json).unwrap();
         assert_eq!(back, mtd);
+        // The same span again (a retry): no hardware twice; tokens come only with new increments.
         let again = accumulate(
             Some(&back),
             &spec,
             at("2026-05-10T00:00:00Z"),
             at("2026-05-10T00:00:15.750Z"),
             1,
-            1500.0,
-            450.0,
+            0.0,
+            0.0,
         );
         assert_eq!(again, mtd);
     }
@@ -894,7 +1130,7 @@ mod tests {
         }
 
         #[test]
-        fn reapplying_an_accounted_span_adds_nothing(
+        fn reapplying_an_accounted_span_adds_no_hardware(
             spec in arb_spec(),
             start in 0i64..(20 * 86400),
             length in 1i64..86400,
@@ -904,12 +1140,33 @@ mod tests {
             let t0 = at("2026-07-01T00:00:00Z") + chrono::Duration::seconds(start);
             let t1 = t0 + chrono::Duration::seconds(length);
             let once = accumulate(None, &spec, t0, t1, 2, tokens, tokens);
-            let twice = accumulate(Some(&once), &spec, t0, t1, 2, tokens, tokens);
+            let twice = accumulate(Some(&once), &spec, t0, t1, 2, 0.0, 0.0);
             prop_assert_eq!(&twice, &once);
-            // A span that ends inside what is already counted adds nothing either.
+            // A span that ends inside what is already counted adds no hardware either; its
+            // tokens (new counter increments) still count.
             let inner_end = t1 - chrono::Duration::seconds(overlap.min(length));
-            let inside = accumulate(Some(&once), &spec, t0 - chrono::Duration::seconds(overlap), inner_end, 2, tokens, tokens);
-            prop_assert_eq!(&inside, &once);
+            let inside = accumulate(Some(&once), &spec, t0 - chrono::Duration::seconds(overlap), inner_end, 2, tokens, 0.0);
+            prop_assert_eq!(inside.pool_usd, once.pool_usd);
+            prop_assert_eq!(inside.replica_hours, once.replica_hours);
+            prop_assert!((inside.input_tokens - once.input_tokens - tokens).abs() <= 1e-6 * tokens.max(1.0));
+        }
+
+        #[test]
+        fn hardware_equals_the_integral_of_provisioned_replicas(
+            spec in arb_spec(),
+            steps in proptest::collection::vec((1i64..120, 0u32..6), 1..60),
+        ) {
+            let mut t = at("2026-07-01T00:00:00Z");
+            let mut mtd: Option<MonthToDate> = None;
+            let mut integral = 0.0;
+            for (seconds, replicas) in steps {
+                let next = t + chrono::Duration::seconds(seconds);
+                mtd = Some(accumulate(mtd.as_ref(), &spec, t, next, replicas, 0.0, 0.0));
+                integral += f64::from(replicas) * seconds as f64;
+                t = next;
+            }
+            let hours = mtd.unwrap().replica_hours;
+            prop_assert!((hours * 3600.0 - integral).abs() <= 1e-6 * integral.max(1.0), "{hours} h vs {integral} s");
         }
     }
 }

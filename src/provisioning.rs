@@ -140,6 +140,18 @@ pub fn classify(input: &ProvisioningInput, policy: &ProvisioningPolicy) -> Readi
         };
     }
 
+    // Idle, OverProvisioned and RightSized speak for the whole pool: a pod that did not answer
+    // may be the busy one (an overloaded vLLM answers /metrics slowly).
+    if !obs.is_complete() {
+        return Reading {
+            verdict: Verdict::Unknown,
+            message: format!(
+                "partial metrics: {} of {} pods answered; the size is judged on every pod",
+                obs.pods_observed, obs.pods_expected
+            ),
+        };
+    }
+
     if obs.input_tokens_per_second + obs.output_tokens_per_second <= 0.0 {
         let message = match replica_usd_per_month {
             Some(usd) => format!(

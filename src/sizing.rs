@@ -582,6 +582,7 @@ mod tests {
                 ..Default::default()
             },
             compare_to: None,
+            pod: Default::default(),
         }
     }
 

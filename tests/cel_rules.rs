@@ -59,7 +59,7 @@ fn no_price_is_refused() {
 fn a_negative_price_is_refused() {
     let msg = refusal("model: m\ncost: {replicaHourlyUsd: -1}");
     assert!(
-        msg.contains("replicaHourlyUsd must be zero or more"),
+        msg.contains("replicaHourlyUsd must be between 0 and 10,000"),
         "{msg}"
     );
 }
@@ -85,11 +85,56 @@ fn replicas_in_auto_mode_are_refused() {
 #[test]
 fn zero_gpus_are_refused() {
     let msg = refusal("model: m\ngpu: {count: 0}\ncost: {replicaHourlyUsd: 1}");
-    assert!(msg.contains("gpu.count must be at least 1"), "{msg}");
+    assert!(msg.contains("gpu.count must be between 1 and 64"), "{msg}");
 }
 
 #[test]
 fn max_replicas_zero_is_refused() {
     let msg = refusal("model: m\nminReplicas: 0\nmaxReplicas: 0\ncost: {replicaHourlyUsd: 1}");
-    assert!(msg.contains("maxReplicas must be at least 1"), "{msg}");
+    assert!(
+        msg.contains("maxReplicas must be between 1 and 1000"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn min_replicas_zero_is_refused_in_auto_mode_only() {
+    let msg = refusal("model: m\nminReplicas: 0\nmaxReplicas: 2\ncost: {replicaHourlyUsd: 1}");
+    assert!(msg.contains("at least 1 in Auto mode"), "{msg}");
+    pool("model: m\nminReplicas: 0\nmaxReplicas: 2\nscaling: {mode: External}\ncost: {replicaHourlyUsd: 1}")
+        .validate_cel()
+        .expect("External mode may scale to zero");
+}
+
+#[test]
+fn absurd_prices_and_counts_are_refused() {
+    for (spec, want) in [
+        (
+            "model: m\ncost: {replicaHourlyUsd: 1e300}",
+            "replicaHourlyUsd must be between",
+        ),
+        (
+            "model: m\nmaxReplicas: 2147483647\ncost: {replicaHourlyUsd: 1}",
+            "maxReplicas must be between",
+        ),
+        (
+            "model: m\ncapacity: {outputTokensPerSecond: 1e-300}\ncost: {replicaHourlyUsd: 1}",
+            "outputTokensPerSecond must be 0",
+        ),
+        (
+            "model: m\ncompareTo: {model: x, outputUsdPerMillionTokens: 1e9}\ncost: {replicaHourlyUsd: 1}",
+            "outputUsdPerMillionTokens must be between",
+        ),
+        (
+            "model: m\ngpu: {resourceName: memory}\ncost: {replicaHourlyUsd: 1}",
+            "extended resource name",
+        ),
+        (
+            "model: m\ngpu: {product: 'H100 80GB'}\ncost: {replicaHourlyUsd: 1}",
+            "label value",
+        ),
+    ] {
+        let msg = refusal(spec);
+        assert!(msg.contains(want), "{spec}: {msg}");
+    }
 }

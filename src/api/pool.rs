@@ -1,13 +1,36 @@
 //! The `InferencePool` custom resource (`crossover.dev/v1alpha1`): spec, status and schema
 //! validation. Types only, no IO: `crossover crd` prints what `InferencePool::crd()` derives from here.
 
-use k8s_openapi::api::core::v1::EnvVar;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// The vLLM release a pool runs when `spec.engine.image` is not set.
 pub const DEFAULT_VLLM_IMAGE: &str = "vllm/vllm-openai:v0.33.0";
+
+/// Longest pool name: it is the value of the pods' `crossover.dev/pool` label (63 at most).
+pub const MAX_NAME_LENGTH: usize = 63;
+/// Most replicas a pool may ask for (minReplicas, maxReplicas, replicas).
+pub const MAX_REPLICAS: i32 = 1000;
+/// Most GPUs one replica may ask for.
+pub const MAX_GPUS_PER_REPLICA: i32 = 64;
+/// Highest replica price per hour, USD: far above any GPU node (an 8x H100 node rents for ~$100/h).
+pub const MAX_REPLICA_HOURLY_USD: f64 = 10_000.0;
+/// Highest replica or overhead price per month, USD.
+pub const MAX_MONTHLY_USD: f64 = 10_000_000.0;
+/// Highest API price per 1M tokens, USD (frontier models list well under $1,000).
+pub const MAX_USD_PER_MILLION_TOKENS: f64 = 10_000.0;
+/// Highest capacity per replica, tokens per second.
+pub const MAX_TOKENS_PER_SECOND: f64 = 100_000_000.0;
+/// Lowest non-zero capacity per replica, tokens per second: anything smaller is a typo that would
+/// make every token look like thousands of replicas of work.
+pub const MIN_TOKENS_PER_SECOND: f64 = 0.001;
 
 /// An InferencePool runs one model on vLLM across GPU replicas, sizes the replica count to the load
 /// vLLM reports, and prices the pool against the hosted API it replaces.
@@ -38,16 +61,20 @@ pub const DEFAULT_VLLM_IMAGE: &str = "vllm/vllm-openai:v0.33.0";
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     cel,
     validation = Rule::new("self.spec.minReplicas <= self.spec.maxReplicas").message("spec.minReplicas must not be greater than spec.maxReplicas"),
-    validation = Rule::new("!has(self.spec.replicas) || self.spec.scaling.mode == 'External'").message("spec.replicas may only be set when spec.scaling.mode is External (in Auto mode crossover sizes the pool itself)")
+    validation = Rule::new("!has(self.spec.replicas) || self.spec.scaling.mode == 'External'").message("spec.replicas may only be set when spec.scaling.mode is External (in Auto mode crossover sizes the pool itself)"),
+    validation = Rule::new("self.metadata.name.size() <= 63").message("metadata.name must be at most 63 characters: it is the crossover.dev/pool label on the pool's pods"),
+    validation = Rule::new("self.spec.minReplicas >= 1 || self.spec.scaling.mode == 'External'").message("spec.minReplicas must be at least 1 in Auto mode: crossover reads the load from the pool's own pods, so at zero it could never see demand again (scale to zero with scaling.mode External and KEDA or an HPA)")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct InferencePoolSpec {
     /// The model vLLM serves: a Hugging Face model id (google/gemma-4-31b-it) or a path inside the image.
     #[x_kube(validation = Rule::new("self.size() > 0").message("spec.model must name a model, such as google/gemma-4-31b-it"))]
+    #[schemars(length(max = 1024))]
     pub model: String,
 
     /// The name clients use in API requests (vLLM's --served-model-name). Defaults to `model`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub served_model_name: Option<String>,
 
     /// How vLLM is run: image, extra flags, environment and port.
@@ -58,19 +85,20 @@ pub struct InferencePoolSpec {
     #[serde(default)]
     pub gpu: GpuSpec,
 
-    /// The fewest replicas crossover keeps running, whatever the load.
+    /// The fewest replicas crossover keeps running, whatever the load: at least 1 in Auto mode; 0
+    /// only with `scaling.mode: External` (a scaler that sees demand from outside the pool).
     #[serde(default = "default_min_replicas")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1000))]
     pub min_replicas: i32,
 
     /// The most replicas crossover will run, whatever the load.
     #[serde(default = "default_max_replicas")]
-    #[x_kube(validation = Rule::new("self >= 1").message("spec.maxReplicas must be at least 1"))]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000").message("spec.maxReplicas must be between 1 and 1000"))]
     pub max_replicas: i32,
 
     /// Replica count written by `kubectl scale`, an HPA or KEDA. Only with `scaling.mode: External`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1000))]
     pub replicas: Option<i32>,
 
     /// What one replica can serve at the latency you want; the sizing policy divides load by it.
@@ -87,6 +115,12 @@ pub struct InferencePoolSpec {
     /// The hosted API this pool replaces, to price the same tokens against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compare_to: Option<CompareTo>,
+
+    /// What the vLLM pods need from the cluster beyond the model and its GPUs: CPU and memory,
+    /// tolerations and node placement, pull secrets, a service account, a model cache, the user
+    /// they run as. Every field here reaches the pod template (docs/SECURITY.md lists them).
+    #[serde(default)]
+    pub pod: PodSettings,
 }
 
 fn default_min_replicas() -> i32 {
@@ -102,13 +136,16 @@ fn default_max_replicas() -> i32 {
 pub struct EngineSpec {
     /// Container image with vLLM's OpenAI-compatible server.
     #[serde(default = "default_image")]
+    #[schemars(length(min = 1, max = 512))]
     pub image: String,
 
     /// Extra flags appended to `vllm serve` (for example --max-model-len=8192).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 128), inner(length(max = 4096)))]
     pub args: Vec<String>,
 
-    /// Environment for the vLLM container, such as HF_TOKEN from a Secret.
+    /// Environment for the vLLM container, such as HF_TOKEN from a Secret (valueFrom.secretKeyRef).
+    /// Same fields as a container's env; the API server checks them when the Deployment is applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "env_schema")]
     pub env: Vec<EnvVar>,
@@ -124,7 +161,13 @@ fn env_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let _ = generator;
     schemars::json_schema!({
         "type": "array",
-        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+        "maxItems": 128,
+        "items": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 256}},
+            "x-kubernetes-preserve-unknown-fields": true
+        }
     })
 }
 
@@ -152,15 +195,20 @@ fn default_port() -> i32 {
 pub struct GpuSpec {
     /// GPUs per replica. Sets vLLM's --tensor-parallel-size and the container's GPU limit.
     #[serde(default = "default_gpu_count")]
-    #[x_kube(validation = Rule::new("self >= 1").message("spec.gpu.count must be at least 1 (GPUs per replica)"))]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 64").message("spec.gpu.count must be between 1 and 64 (GPUs per replica)"))]
     pub count: i32,
 
-    /// Extended resource that schedules a GPU.
+    /// Extended resource that schedules a GPU, such as nvidia.com/gpu or amd.com/gpu. Also the key
+    /// of the default toleration (see spec.pod.tolerations).
     #[serde(default = "default_gpu_resource")]
+    #[x_kube(validation = Rule::new("self.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$') && self.contains('/') && !self.startsWith('kubernetes.io/')").message("spec.gpu.resourceName must be an extended resource name such as nvidia.com/gpu (a domain, a slash, a name)"))]
+    #[schemars(length(max = 253))]
     pub resource_name: String,
 
     /// GPU product to run on, matched against the nodes' nvidia.com/gpu.product label (for example NVIDIA-H100-80GB-HBM3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$')").message("spec.gpu.product must be a label value (letters, digits, '-', '_', '.'), such as NVIDIA-H100-80GB-HBM3"))]
+    #[schemars(length(max = 63))]
     pub product: Option<String>,
 }
 
@@ -181,18 +229,142 @@ fn default_gpu_resource() -> String {
     "nvidia.com/gpu".to_string()
 }
 
+/// What the vLLM pods need from the cluster. The defaults pass Pod Security `restricted`: the
+/// container runs as a non-root user with no privilege escalation, every capability dropped and the
+/// runtime's default seccomp profile, and gets no service-account token.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSettings {
+    /// CPU, memory and ephemeral storage for the vLLM container; the GPUs come from spec.gpu and
+    /// are added to whatever is set here. Default: requests of 2 CPUs and 8Gi of memory, no limits
+    /// (a memory limit below the model load's peak kills the load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Node labels the pods must match, beside spec.gpu.product.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(length(max = 32))]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Tolerations for the GPU nodes' taints. Unset: exactly `<spec.gpu.resourceName>=present:NoSchedule`
+    /// (the taint NVIDIA's GPU operator and GKE put on GPU nodes). Set: this list replaces it, so a
+    /// node reserved with another taint value is only used by pools that say so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub tolerations: Option<Vec<Toleration>>,
+
+    /// Node and pod affinity, as in a pod spec (for example to spread replicas across zones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// Secrets in the pool's namespace for pulling the image from a private registry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+
+    /// The service account the pods run as (default: the namespace's `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("spec.pod.serviceAccountName must be a DNS subdomain name"))]
+    #[schemars(length(max = 253))]
+    pub service_account_name: Option<String>,
+
+    /// Mount the service account's API token into the pods. Off by default: vLLM never calls the
+    /// Kubernetes API, and a model's own code (--trust-remote-code) should not get a token.
+    #[serde(default)]
+    pub automount_service_account_token: bool,
+
+    /// PriorityClass of the pods, so GPU serving can preempt batch work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub priority_class_name: Option<String>,
+
+    /// RuntimeClass of the pods (some clusters select the NVIDIA container runtime this way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub runtime_class_name: Option<String>,
+
+    /// User ID the container runs as (never root; default 1000). Group ID and fsGroup follow it,
+    /// so the model cache volume is writable.
+    #[serde(default = "default_run_as_user")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 2147483647").message("spec.pod.runAsUser must be a non-root user ID (1 or more)"))]
+    pub run_as_user: i64,
+
+    /// Size limit of the in-memory /dev/shm that vLLM's tensor-parallel workers share (default
+    /// 8Gi). It counts against the pod's memory.
+    #[serde(default = "default_shm_size_limit")]
+    pub shm_size_limit: Quantity,
+
+    /// Where downloaded weights are kept, mounted at /cache (HF_HOME=/cache/huggingface). Unset:
+    /// an emptyDir, so every new replica downloads the model again; a ReadWriteMany (or
+    /// ReadOnlyMany, pre-filled) PersistentVolumeClaim shares it between replicas and restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_cache: Option<ModelCache>,
+
+    /// Extra labels on the pods (crossover's own selector labels cannot be overridden).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(length(max = 32))]
+    pub labels: BTreeMap<String, String>,
+
+    /// Extra annotations on the pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(length(max = 32))]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for PodSettings {
+    fn default() -> Self {
+        Self {
+            resources: None,
+            node_selector: BTreeMap::new(),
+            tolerations: None,
+            affinity: None,
+            image_pull_secrets: Vec::new(),
+            service_account_name: None,
+            automount_service_account_token: false,
+            priority_class_name: None,
+            runtime_class_name: None,
+            run_as_user: default_run_as_user(),
+            shm_size_limit: default_shm_size_limit(),
+            model_cache: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_run_as_user() -> i64 {
+    1000
+}
+fn default_shm_size_limit() -> Quantity {
+    Quantity("8Gi".to_string())
+}
+
+/// The volume that holds downloaded model weights.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.persistentVolumeClaim) != has(self.emptyDirSizeLimit)").message("spec.pod.modelCache sets exactly one of persistentVolumeClaim or emptyDirSizeLimit"))]
+pub struct ModelCache {
+    /// A PersistentVolumeClaim in the pool's namespace, shared by every replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub persistent_volume_claim: Option<String>,
+    /// An emptyDir per replica with this size limit (the weights are downloaded on every start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_dir_size_limit: Option<Quantity>,
+}
+
 /// Per-replica capacity at the latency you want.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CapacitySpec {
     /// Output (decode) tokens per second one replica sustains. When unset, crossover learns it from saturated replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.capacity.outputTokensPerSecond must be zero or more"))]
+    #[x_kube(validation = Rule::new("self == 0.0 || (self >= 0.001 && self <= 100000000.0)").message("spec.capacity.outputTokensPerSecond must be 0 (learn it) or between 0.001 and 100,000,000"))]
     pub output_tokens_per_second: Option<f64>,
 
     /// Input (prefill) tokens per second one replica sustains. Optional: without it prefill is not counted as work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.capacity.inputTokensPerSecond must be zero or more"))]
+    #[x_kube(validation = Rule::new("self == 0.0 || (self >= 0.001 && self <= 100000000.0)").message("spec.capacity.inputTokensPerSecond must be 0 (not counted) or between 0.001 and 100,000,000"))]
     pub input_tokens_per_second: Option<f64>,
 
     /// Share of capacity to run at, above 0 and at most 1: 0.7 keeps 30% headroom for bursts.
@@ -406,16 +578,17 @@ pub struct SecretKeyRef {
 pub struct CostSpec {
     /// US dollars per hour for one replica (all its GPUs), as a cloud bills it. A month is 730 hours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.cost.replicaHourlyUsd must be zero or more"))]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 10000.0").message("spec.cost.replicaHourlyUsd must be between 0 and 10,000 (US dollars per replica-hour)"))]
     pub replica_hourly_usd: Option<f64>,
 
     /// US dollars per month for one replica's machine, as a bare-metal rental bills it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.cost.replicaMonthlyUsd must be zero or more"))]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 10000000.0").message("spec.cost.replicaMonthlyUsd must be between 0 and 10,000,000 (US dollars per replica-month)"))]
     pub replica_monthly_usd: Option<f64>,
 
     /// Fixed monthly costs on top of the hardware: engineering time, observability, tooling, amortised setup.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
     pub overheads: Vec<Overhead>,
 
     /// Trailing window, in seconds, that the run-rate projects to a month (default one hour).
@@ -433,9 +606,10 @@ fn default_run_rate_window() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct Overhead {
     /// What the money pays for, such as "engineering (0.1 FTE)".
+    #[schemars(length(max = 256))]
     pub name: String,
     /// US dollars per month.
-    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.cost.overheads[].monthlyUsd must be zero or more"))]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 10000000.0").message("spec.cost.overheads[].monthlyUsd must be between 0 and 10,000,000"))]
     pub monthly_usd: f64,
 }
 
@@ -444,16 +618,17 @@ pub struct Overhead {
 #[serde(rename_all = "camelCase")]
 pub struct CompareTo {
     /// The API model, such as gpt-5. Prices come from crossover's built-in catalog unless given below.
+    #[schemars(length(max = 256))]
     pub model: String,
 
     /// US dollars per 1M input tokens; overrides the catalog.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.compareTo.inputUsdPerMillionTokens must be zero or more"))]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 10000.0").message("spec.compareTo.inputUsdPerMillionTokens must be between 0 and 10,000"))]
     pub input_usd_per_million_tokens: Option<f64>,
 
     /// US dollars per 1M output tokens; overrides the catalog.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 0.0").message("spec.compareTo.outputUsdPerMillionTokens must be zero or more"))]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 10000.0").message("spec.compareTo.outputUsdPerMillionTokens must be between 0 and 10,000"))]
     pub output_usd_per_million_tokens: Option<f64>,
 
     /// false when data must stay in-house: the API is then no option, whatever it costs.
@@ -492,6 +667,11 @@ pub struct InferencePoolStatus {
     /// Label selector of the pool's pods, for the scale subresource (HPA, KEDA).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+
+    /// The Service in front of the pool (the pool's name, made a valid Service name when it has
+    /// dots or starts with a digit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
 
     /// When crossover last changed the replica count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -658,6 +838,20 @@ pub struct CostStatus {
     /// Seconds of observations the run-rate averages, up to spec.cost.runRateWindowSeconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_rate_seconds: Option<f64>,
+    /// Provisioned replicas averaged over the run-rate window: what poolMonthlyUsd prices, so
+    /// the pool side and the API side cover the same time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_rate_replicas: Option<f64>,
+    /// Seconds the replica average covers, up to spec.cost.runRateWindowSeconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_rate_replica_seconds: Option<f64>,
+    /// Replicas billed at monthToDate.accountedUntil (pods scheduled onto a node): the next
+    /// accrual knows how many of them went away since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billed_replicas: Option<i32>,
+    /// The last calendar month's final totals, kept when a new month starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_month: Option<MonthToDate>,
 }
 
 /// Actual totals accumulated over a calendar month (UTC). Stored in status so a restart loses nothing.
@@ -678,6 +872,10 @@ pub struct MonthToDate {
     pub pool_usd: f64,
     /// API-equivalent dollars for the same tokens.
     pub api_usd: f64,
+    /// Seconds of serving whose tokens no counter increment covers (a pod gone or restarted
+    /// between readings, an operator outage longer than the pods): not extrapolated into tokens.
+    #[serde(default)]
+    pub unaccounted_seconds: f64,
 }
 
 /// The provisioning verdict.

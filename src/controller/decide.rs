@@ -1,30 +1,39 @@
-//! The pure heart of a reconcile: from the pool, its stored status, the Deployment's counts and
-//! what observing the pool gave, decide the replica count, the next status and the Events that
-//! explain the change. Every input comes in as data, so this is tested without a cluster.
+//! The pure heart of a reconcile: from the pool, its stored status, the Deployment's counts, the
+//! pool's pods and what observing the pool gave, decide the replica count, the next status and the
+//! Events that explain the change. Every input comes in as data, so this is tested without a
+//! cluster. The steps, in order: size, record the load, account the money, judge the size, fill
+//! the replica counts and conditions, note a scale.
 
 use chrono::{DateTime, Utc};
 use kube::runtime::events::EventType;
 
+use super::accounting::{self, MoneyInputs};
 use super::observe::Outcome;
-use super::status::{self, ConditionUpdate};
+use super::status::{self, ConditionUpdate, Problem};
 use crate::api::{
     Cheaper, CostStatus, InferencePool, InferencePoolStatus, LoadStatus, ScalingMode, Verdict,
     from_time, to_time,
 };
-use crate::cost;
+use crate::cost::ProvisionedPod;
 use crate::format;
 use crate::load::Observation;
 use crate::provisioning::{self, ProvisioningInput, ProvisioningPolicy};
-use crate::sizing::{self, SizingInput};
+use crate::sizing::{self, Decision, SizingInput};
 
 /// What the reconcile reads before deciding.
 pub struct Inputs<'a> {
     pub pool: &'a InferencePool,
-    /// The Deployment's spec.replicas (None before it exists).
+    /// The Deployment's spec.replicas (None when it does not exist: deleted, orphaned or new).
     pub current_replicas: Option<i32>,
-    /// The Deployment's status: provisioned and ready pods.
+    /// The Deployment's status: pods that exist, and pods that serve.
     pub deployment_replicas: i32,
     pub ready_replicas: i32,
+    /// Pods not ready yet but within the startup probe's budget: capacity on its way.
+    pub starting_replicas: i32,
+    /// The pool's pods that hold GPUs, for billing.
+    pub pods: &'a [ProvisionedPod],
+    /// Why pods cannot start, when they cannot (Pod Security, quota, no free GPU, image pull).
+    pub problem: Option<Problem>,
     pub outcome: &'a Outcome,
     pub now: DateTime<Utc>,
 }
@@ -45,22 +54,89 @@ pub struct Plan {
     pub events: Vec<Note>,
 }
 
-pub fn decide(inp: &Inputs) -> Plan {
-    let pool = inp.pool;
-    let spec = &pool.spec;
-    let generation = pool.metadata.generation;
-    let prev = pool.status.clone().unwrap_or_default();
-    let (min, max) = (spec.min_replicas, spec.max_replicas.max(spec.min_replicas));
-    let current = inp.current_replicas.unwrap_or(min);
-    let mut events = Vec::new();
-    let mut s = prev.clone();
+/// The replica count, with what limited it and the policy's decision behind it.
+struct Replicas {
+    /// The Deployment's replicas, or the last desired count when the Deployment is gone.
+    current: i32,
+    desired: i32,
+    limited: Option<String>,
+    decision: Option<Decision>,
+}
 
-    // Sizing runs on every fresh or missing reading; a reading too close to the last one, or the
-    // first after a restart, changes nothing but the bounds.
+pub fn decide(inp: &Inputs) -> Plan {
+    let prev = inp.pool.status.clone().unwrap_or_default();
+    let spec = &inp.pool.spec;
     let observation = match inp.outcome {
         Outcome::Fresh(o) => Some(o),
         _ => None,
     };
+    let replicas = size(inp, &prev, observation);
+    let utilization = replicas.decision.as_ref().and_then(|d| d.utilization);
+    let mut events = Vec::new();
+    let mut s = prev.clone();
+    if let Some(d) = &replicas.decision {
+        s.sizing = Some(d.status.clone());
+    }
+    if let Some(obs) = observation {
+        update_load(&mut s, spec, obs, utilization, inp.ready_replicas, inp.now);
+    }
+
+    let money = accounting::account(&MoneyInputs {
+        spec,
+        prev: &prev,
+        observation,
+        pods: inp.pods,
+        utilization: utilization.or(prev.load.as_ref().and_then(|l| l.utilization)),
+        created: inp.pool.metadata.creation_timestamp.as_ref().map(from_time),
+        now: inp.now,
+    });
+    s.cost = money.cost;
+    events.extend(money.events);
+
+    if matches!(inp.outcome, Outcome::Fresh(_) | Outcome::Missing(_)) {
+        let (verdict, note) = judge(inp, &prev, observation, utilization, replicas.desired);
+        events.extend(note);
+        s.provisioning = Some(verdict);
+    }
+
+    let mut s = status::with_replicas(
+        &s,
+        inp.pool.metadata.generation,
+        super::build::selector_string(&inp.pool.metadata.name.clone().unwrap_or_default()),
+        inp.deployment_replicas,
+        inp.ready_replicas,
+        replicas.desired,
+    );
+    s.service_name = Some(super::build::service_name(
+        inp.pool.metadata.name.as_deref().unwrap_or_default(),
+    ));
+    let util_shown = s.load.as_ref().and_then(|l| l.utilization);
+    s.display = Some(format::display(
+        s.replicas,
+        s.ready_replicas,
+        util_shown,
+        s.cost.as_ref(),
+    ));
+    events.extend(set_conditions(inp, &prev, &mut s, &replicas));
+    events.extend(note_scale(inp, &prev, &mut s, &replicas));
+    Plan {
+        desired_replicas: replicas.desired,
+        status: s,
+        events,
+    }
+}
+
+/// Runs the sizing policy on fresh and missing readings (a reading too close to the last one, or
+/// the first after a restart, changes nothing but the bounds) and applies the mode and bounds.
+fn size(inp: &Inputs, prev: &InferencePoolStatus, observation: Option<&Observation>) -> Replicas {
+    let spec = &inp.pool.spec;
+    let (min, max) = (spec.min_replicas, spec.max_replicas.max(spec.min_replicas));
+    // A deleted or orphaned Deployment comes back at the size it had, not at minReplicas: an
+    // orphaned ReplicaSet adopted by a Deployment of minReplicas would scale live pods down.
+    let current = inp
+        .current_replicas
+        .or(prev.desired_replicas)
+        .unwrap_or(min);
     let decision = matches!(
         inp.outcome,
         Outcome::Fresh(_) | Outcome::Missing(_) | Outcome::NotServing(_)
@@ -83,7 +159,6 @@ pub fn decide(inp: &Inputs) -> Plan {
             inp.now,
         )
     });
-
     let (desired, limited) = match spec.scaling.mode {
         ScalingMode::External => {
             let wanted = spec.replicas.unwrap_or(min);
@@ -100,77 +175,77 @@ pub fn decide(inp: &Inputs) -> Plan {
             }
         }
     };
-    if let Some(d) = &decision {
-        s.sizing = Some(d.status.clone());
+    Replicas {
+        current,
+        desired,
+        limited,
+        decision,
     }
-    let utilization = decision.as_ref().and_then(|d| d.utilization);
+}
 
-    if let Some(obs) = observation {
-        update_load(&mut s, spec, obs, utilization, inp.ready_replicas, inp.now);
-        let accounted = update_cost(&mut s, &prev, spec, obs, desired, utilization, inp.now);
-        if let Err(e) = accounted {
-            events.push(Note {
-                type_: EventType::Warning,
-                reason: "CostUnavailable",
-                message: e,
-            });
-        }
-    }
-
-    // The verdict: judged on fresh and missing readings, kept as is otherwise.
-    if matches!(inp.outcome, Outcome::Fresh(_) | Outcome::Missing(_)) {
-        let verdict = provisioning::assess(
-            &ProvisioningInput {
-                spec,
-                observation,
-                utilization,
-                replicas: desired.max(0) as u32,
-                ready_replicas: inp.ready_replicas.max(0) as u32,
-                previous: prev.provisioning.as_ref(),
-                now: inp.now,
-            },
-            &ProvisioningPolicy::default(),
-        );
-        let was = prev.provisioning.as_ref().map(|p| p.verdict);
-        if was != Some(verdict.verdict) && !(was.is_none() && verdict.verdict == Verdict::Unknown) {
-            let type_ = if matches!(verdict.verdict, Verdict::RightSized | Verdict::Unknown) {
+/// The provisioning verdict for this reading, and an Event when it changes.
+fn judge(
+    inp: &Inputs,
+    prev: &InferencePoolStatus,
+    observation: Option<&Observation>,
+    utilization: Option<f64>,
+    desired: i32,
+) -> (crate::api::ProvisioningStatus, Option<Note>) {
+    let verdict = provisioning::assess(
+        &ProvisioningInput {
+            spec: &inp.pool.spec,
+            observation,
+            utilization,
+            replicas: desired.max(0) as u32,
+            ready_replicas: inp.ready_replicas.max(0) as u32,
+            previous: prev.provisioning.as_ref(),
+            now: inp.now,
+        },
+        &ProvisioningPolicy::default(),
+    );
+    let was = prev.provisioning.as_ref().map(|p| p.verdict);
+    let note = (was != Some(verdict.verdict)
+        && !(was.is_none() && verdict.verdict == Verdict::Unknown))
+        .then(|| Note {
+            type_: if matches!(verdict.verdict, Verdict::RightSized | Verdict::Unknown) {
                 EventType::Normal
             } else {
                 EventType::Warning
-            };
-            events.push(Note {
-                type_,
-                reason: "Provisioning",
-                message: format!("{:?}: {}", verdict.verdict, verdict.message),
-            });
-        }
-        s.provisioning = Some(verdict);
+            },
+            reason: verdict_reason(verdict.verdict),
+            message: verdict.message.clone(),
+        });
+    (verdict, note)
+}
+
+/// The Event reason for a new verdict: the verdict itself, as people filter Events by it.
+fn verdict_reason(v: Verdict) -> &'static str {
+    match v {
+        Verdict::RightSized => "RightSized",
+        Verdict::OverProvisioned => "OverProvisioned",
+        Verdict::UnderProvisioned => "UnderProvisioned",
+        Verdict::Idle => "Idle",
+        Verdict::Unknown => "ProvisioningUnknown",
     }
+}
 
-    let mut s = status::with_replicas(
-        &s,
-        generation,
-        super::build::selector_string(&pool.metadata.name.clone().unwrap_or_default()),
-        inp.deployment_replicas.max(desired),
-        inp.ready_replicas,
-        desired,
-    );
-    let util_shown = s.load.as_ref().and_then(|l| l.utilization);
-    s.display = Some(format::display(
-        s.replicas,
-        s.ready_replicas,
-        util_shown,
-        s.cost.as_ref(),
-    ));
-
-    // Conditions.
+/// Ready, ScalingLimited, MetricsAvailable and CostEffective, with the Events their changes call for.
+fn set_conditions(
+    inp: &Inputs,
+    prev: &InferencePoolStatus,
+    s: &mut InferencePoolStatus,
+    replicas: &Replicas,
+) -> Vec<Note> {
+    let generation = inp.pool.metadata.generation;
+    let desired = replicas.desired;
+    let mut events = Vec::new();
     status::set_condition(
         &mut s.conditions,
-        status::ready_condition(desired, inp.ready_replicas),
+        status::ready_condition(desired, inp.ready_replicas, inp.problem.as_ref()),
         generation,
         inp.now,
     );
-    let scaling = match &limited {
+    let scaling = match &replicas.limited {
         Some(m) => ConditionUpdate::new(status::SCALING_LIMITED, true, "AtBound", m.clone()),
         None => ConditionUpdate::new(
             status::SCALING_LIMITED,
@@ -182,9 +257,9 @@ pub fn decide(inp: &Inputs) -> Plan {
     status::set_condition(&mut s.conditions, scaling, generation, inp.now);
     if let Some(update) = metrics_condition(
         inp.outcome,
-        decision.as_ref().and_then(|d| d.held.clone()),
-        &s,
-        spec.capacity.output_tokens_per_second,
+        replicas.decision.as_ref().and_then(|d| d.held.clone()),
+        s,
+        inp.pool.spec.capacity.output_tokens_per_second,
     ) {
         let was_true = prev
             .conditions
@@ -192,7 +267,9 @@ pub fn decide(inp: &Inputs) -> Plan {
             .find(|c| c.type_ == status::METRICS_AVAILABLE)
             .is_none_or(|c| c.status == "True");
         // One Warning when data that should be there goes missing; a starting pool is no fault.
-        if !update.status && was_true && matches!(update.reason.as_str(), "NoData" | "PartialData")
+        if !update.is_true()
+            && was_true
+            && matches!(update.reason.as_str(), "NoData" | "PartialData")
         {
             events.push(Note {
                 type_: EventType::Warning,
@@ -205,7 +282,11 @@ pub fn decide(inp: &Inputs) -> Plan {
     if let Some(c) = &s.cost {
         status::set_condition(&mut s.conditions, cost_condition(c), generation, inp.now);
         let was = prev.cost.as_ref().map(|p| p.cheaper);
-        if was.is_some_and(|w| w != c.cheaper) || (was.is_none() && c.cheaper != Cheaper::Unknown) {
+        let known = |c: Cheaper| c != Cheaper::Unknown;
+        // The run-rate averages both sides over the same window, so a flip is a real change.
+        if known(c.cheaper) && was.is_some_and(|w| w != c.cheaper)
+            || (was.is_none_or(|w| !known(w)) && known(c.cheaper))
+        {
             events.push(Note {
                 type_: EventType::Normal,
                 reason: "CostComparison",
@@ -213,25 +294,40 @@ pub fn decide(inp: &Inputs) -> Plan {
             });
         }
     }
+    events
+}
 
-    if inp.current_replicas.is_some_and(|c| c != desired) {
-        s.last_scale_time = Some(to_time(inp.now));
-        let reason = decision
-            .as_ref()
-            .filter(|_| spec.scaling.mode == ScalingMode::Auto)
-            .map(|d| d.reason.clone())
-            .unwrap_or_else(|| format!("{current} → {desired}: set through the scale subresource"));
-        events.push(Note {
-            type_: EventType::Normal,
-            reason: "Scaled",
-            message: reason,
+/// Records a change of the replica count: `lastScaleTime` and a Scaled Event. Compared with the
+/// last decided count (in status), not the Deployment's: when a write after the scale failed, the
+/// retry still records it.
+fn note_scale(
+    inp: &Inputs,
+    prev: &InferencePoolStatus,
+    s: &mut InferencePoolStatus,
+    replicas: &Replicas,
+) -> Option<Note> {
+    let before = prev.desired_replicas.or(inp.current_replicas)?;
+    if before == replicas.desired {
+        return None;
+    }
+    s.last_scale_time = Some(to_time(inp.now));
+    let why = replicas
+        .decision
+        .as_ref()
+        .filter(|_| inp.pool.spec.scaling.mode == ScalingMode::Auto)
+        .map(|d| d.reason.clone())
+        .unwrap_or_else(|| {
+            format!(
+                "{before} → {}: set through the scale subresource",
+                replicas.desired
+            )
         });
-    }
-    Plan {
-        desired_replicas: desired,
-        status: s,
-        events,
-    }
+    let _ = replicas.current;
+    Some(Note {
+        type_: EventType::Normal,
+        reason: "Scaled",
+        message: why,
+    })
 }
 
 fn update_load(
@@ -268,72 +364,6 @@ fn update_load(
         ),
         learned_input_tokens_per_second: prev.learned_input_tokens_per_second,
     });
-}
-
-/// Month-to-date accrues the span since it was last accounted; the run-rate is a trailing average
-/// over `spec.cost.runRateWindowSeconds`, kept in status (tokens per month) so a restart resumes it.
-fn update_cost(
-    s: &mut InferencePoolStatus,
-    prev: &InferencePoolStatus,
-    spec: &crate::api::InferencePoolSpec,
-    obs: &Observation,
-    replicas: i32,
-    utilization: Option<f64>,
-    now: DateTime<Utc>,
-) -> Result<(), String> {
-    let interval = f64::from(spec.scaling.interval_seconds.max(1));
-    let prev_mtd = prev.cost.as_ref().and_then(|c| c.month_to_date.as_ref());
-    let from = prev_mtd
-        .map(|m| from_time(&m.accounted_until))
-        .unwrap_or(now - chrono::Duration::milliseconds((interval * 1000.0) as i64));
-    let span = super::observe::seconds_between(from, now);
-    let replicas_u = replicas.max(0) as u32;
-    let mtd = cost::accumulate(
-        prev_mtd,
-        spec,
-        from,
-        now,
-        replicas_u,
-        obs.input_tokens_per_second * span,
-        obs.output_tokens_per_second * span,
-    );
-
-    // Trailing average of the token rates: an exact mean while less than the window has been
-    // observed, then an exponential average with the window as its time constant. Both the
-    // average (as tokens per month) and the span it covers live in status, so a restart resumes it.
-    let window = f64::from(spec.cost.run_rate_window_seconds.max(60));
-    let last_at = prev
-        .load
-        .as_ref()
-        .and_then(|l| l.observed_at.as_ref())
-        .map(from_time);
-    let (in_rate, out_rate, covered) = match (prev.cost.as_ref(), last_at) {
-        (Some(c), Some(at)) => {
-            let dt = super::observe::seconds_between(at, now).clamp(0.001, window);
-            let covered = (c.run_rate_seconds.unwrap_or(0.0) + dt).min(window);
-            let weight = dt / covered;
-            let old_in = c.input_tokens_per_month / cost::SECONDS_PER_MONTH;
-            let old_out = c.output_tokens_per_month / cost::SECONDS_PER_MONTH;
-            (
-                old_in + weight * (obs.input_tokens_per_second - old_in),
-                old_out + weight * (obs.output_tokens_per_second - old_out),
-                covered,
-            )
-        }
-        _ => (
-            obs.input_tokens_per_second,
-            obs.output_tokens_per_second,
-            interval.min(window),
-        ),
-    };
-    match cost::run_rate(spec, in_rate, out_rate, replicas_u, utilization, Some(mtd)) {
-        Ok(mut c) => {
-            c.run_rate_seconds = Some(covered);
-            s.cost = Some(c);
-            Ok(())
-        }
-        Err(e) => Err(format!("cannot price the pool: {e}")),
-    }
 }
 
 fn metrics_condition(
@@ -399,9 +429,8 @@ fn metrics_condition(
                 .iter()
                 .any(|c| c.type_ == status::METRICS_AVAILABLE) =>
         {
-            Some(ConditionUpdate::new(
+            Some(ConditionUpdate::unknown(
                 status::METRICS_AVAILABLE,
-                false,
                 "WarmingUp",
                 "first reading taken; rates follow after one interval",
             ))
@@ -432,10 +461,20 @@ fn cost_condition(c: &CostStatus) -> ConditionUpdate {
             format!("{message} (the API is not allowed for this data)"),
         ),
         Cheaper::Api => ConditionUpdate::new(status::COST_EFFECTIVE, false, "APICheaper", message),
-        Cheaper::Unknown => ConditionUpdate::new(
+        Cheaper::Unknown if c.api_model.is_some() => ConditionUpdate::unknown(
             status::COST_EFFECTIVE,
-            false,
-            "Unknown",
+            "NoTrafficYet",
+            format!(
+                "pool {}/month; no traffic observed yet to price on the API (break-even {} input tokens/month)",
+                format::usd(c.pool_monthly_usd),
+                c.break_even_input_tokens_per_month
+                    .map(format::tokens)
+                    .unwrap_or_else(|| "-".into())
+            ),
+        ),
+        Cheaper::Unknown => ConditionUpdate::unknown(
+            status::COST_EFFECTIVE,
+            "NoAPIPrices",
             "no API prices to compare with (set spec.compareTo)",
         ),
     }
@@ -457,13 +496,39 @@ mod tests {
         p
     }
 
+    fn long_ago() -> DateTime<Utc> {
+        now() - chrono::Duration::days(2)
+    }
+
+    fn running(n: i32) -> Vec<ProvisionedPod> {
+        (0..n)
+            .map(|_| ProvisionedPod {
+                scheduled_at: long_ago(),
+                ended_at: None,
+            })
+            .collect()
+    }
+
     /// One reconcile of a pool whose Deployment runs and serves `replicas`.
     fn settled(p: &InferencePool, replicas: i32, outcome: &Outcome, now: DateTime<Utc>) -> Plan {
+        with_pods(p, replicas, &running(replicas), outcome, now)
+    }
+
+    fn with_pods(
+        p: &InferencePool,
+        replicas: i32,
+        pods: &[ProvisionedPod],
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Plan {
         decide(&Inputs {
             pool: p,
             current_replicas: Some(replicas),
             deployment_replicas: replicas,
             ready_replicas: replicas,
+            starting_replicas: 0,
+            pods,
+            problem: None,
             outcome,
             now,
         })
@@ -473,19 +538,35 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()
     }
 
+    /// A reading over the last 15 s at `out_tps` output tok/s (and five times that in input).
     fn obs(out_tps: f64) -> Observation {
         Observation {
             input_tokens_per_second: out_tps * 5.0,
             output_tokens_per_second: out_tps,
+            input_tokens: out_tps * 5.0 * 15.0,
+            output_tokens: out_tps * 15.0,
+            covered_seconds: 15.0,
             pods_observed: 2,
             pods_expected: 2,
             ..Observation::default()
         }
     }
 
+    fn mtd(plan: &Plan) -> crate::api::MonthToDate {
+        plan.status.cost.clone().unwrap().month_to_date.unwrap()
+    }
+
+    fn after(seconds: i64) -> DateTime<Utc> {
+        now() + chrono::Duration::seconds(seconds)
+    }
+
     #[test]
     fn load_above_capacity_scales_up_with_an_event_that_carries_the_numbers() {
-        let p = pool("");
+        let mut p = pool("");
+        p.status = Some(InferencePoolStatus {
+            desired_replicas: Some(2),
+            ..Default::default()
+        });
         let outcome = Outcome::Fresh(obs(2000.0));
         let plan = settled(&p, 2, &outcome, now());
         assert_eq!(
@@ -501,6 +582,41 @@ mod tests {
         assert_eq!(plan.status.last_scale_time, Some(to_time(now())));
         assert!(plan.status.cost.is_some());
         assert!(plan.status.display.as_ref().unwrap().pool_monthly.is_some());
+    }
+
+    #[test]
+    fn a_scale_whose_status_write_failed_is_recorded_on_the_retry() {
+        // The Deployment already went to 3, the status still says 2.
+        let mut p = pool("");
+        p.status = Some(InferencePoolStatus {
+            desired_replicas: Some(2),
+            ..Default::default()
+        });
+        let plan = settled(&p, 3, &Outcome::Fresh(obs(2000.0)), now());
+        assert_eq!(plan.desired_replicas, 3);
+        assert_eq!(plan.status.last_scale_time, Some(to_time(now())));
+        assert!(plan.events.iter().any(|e| e.reason == "Scaled"));
+    }
+
+    #[test]
+    fn a_deleted_deployment_comes_back_at_the_last_desired_size() {
+        let mut p = pool("");
+        p.status = Some(InferencePoolStatus {
+            desired_replicas: Some(4),
+            ..Default::default()
+        });
+        let plan = decide(&Inputs {
+            pool: &p,
+            current_replicas: None,
+            deployment_replicas: 0,
+            ready_replicas: 0,
+            starting_replicas: 0,
+            pods: &[],
+            problem: None,
+            outcome: &Outcome::NotServing("the Deployment does not exist yet".into()),
+            now: now(),
+        });
+        assert_eq!(plan.desired_replicas, 4, "not minReplicas (1)");
     }
 
     #[test]
@@ -525,7 +641,7 @@ mod tests {
         );
         // The next reconcile, still without data: no second Warning.
         p.status = Some(plan.status);
-        let again = settled(&p, 3, &outcome, now() + chrono::Duration::seconds(15));
+        let again = settled(&p, 3, &outcome, after(15));
         assert_eq!(again.desired_replicas, 3);
         assert!(
             again
@@ -550,41 +666,90 @@ mod tests {
     }
 
     #[test]
-    fn a_reading_too_soon_changes_nothing_once_settled() {
+    fn a_reconcile_within_the_interval_changes_nothing_once_settled() {
         let mut p = pool("");
         let first = settled(&p, 1, &Outcome::TooSoon, now());
         p.status = Some(first.status.clone());
-        let second = settled(
-            &p,
-            1,
-            &Outcome::TooSoon,
-            now() + chrono::Duration::seconds(30),
-        );
+        let second = settled(&p, 1, &Outcome::TooSoon, after(5));
         assert_eq!(second.status, first.status, "status unchanged: no write");
         assert!(second.events.is_empty());
+        // One interval later the hardware accrues, metrics or not.
+        let third = settled(&p, 1, &Outcome::TooSoon, after(15));
+        assert!(mtd(&third).replica_hours > mtd(&first).replica_hours);
     }
 
     #[test]
-    fn month_to_date_accrues_only_the_span_since_it_was_accounted() {
+    fn tokens_accrue_from_counter_increments_not_a_rate_times_the_span() {
         let mut p = pool("");
-        let o = Outcome::Fresh(obs(100.0));
-        let a = settled(&p, 1, &o, now());
+        let a = settled(&p, 1, &Outcome::Fresh(obs(100.0)), now());
         p.status = Some(a.status.clone());
-        let b = settled(&p, 1, &o, now() + chrono::Duration::seconds(15));
-        let (ma, mb) = (
-            a.status.cost.clone().unwrap().month_to_date.unwrap(),
-            b.status.cost.clone().unwrap().month_to_date.unwrap(),
+        // A 10-minute outage, then a reading whose increments cover 30 s only (the pods were
+        // replaced): 30 s of tokens are counted, and nothing is extrapolated over the gap.
+        let mut o = obs(100.0);
+        o.output_tokens = 3000.0;
+        o.input_tokens = 15_000.0;
+        o.covered_seconds = 30.0;
+        o.unaccounted_seconds = 570.0;
+        let b = settled(&p, 1, &Outcome::Fresh(o), after(600));
+        let (ma, mb) = (mtd(&a), mtd(&b));
+        assert!((mb.output_tokens - ma.output_tokens - 3000.0).abs() < 1e-6);
+        assert!((mb.unaccounted_seconds - 570.0).abs() < 1e-6);
+        // Hardware covers the whole 600 s for the one pod that was there throughout.
+        assert!((mb.replica_hours - ma.replica_hours - 600.0 / 3600.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn hardware_bills_scheduled_pods_not_the_desired_count() {
+        let mut p = pool("");
+        let a = settled(&p, 1, &Outcome::Missing("down".into()), now());
+        p.status = Some(a.status.clone());
+        // The policy wants 4; one pod runs, and the three new ones got no GPU (no node).
+        let b = with_pods(
+            &p,
+            4,
+            &running(1),
+            &Outcome::Missing("down".into()),
+            after(60),
         );
-        assert!(
-            (mb.output_tokens - ma.output_tokens - 1500.0).abs() < 1e-6,
-            "15 s at 100 tok/s"
+        let billed = mtd(&b).replica_hours - mtd(&a).replica_hours;
+        assert!((billed - 60.0 / 3600.0).abs() < 1e-9, "{billed}");
+        // Pool/mo is never blank, even with no metrics ever.
+        assert!(b.status.display.unwrap().pool_monthly.is_some());
+    }
+
+    #[test]
+    fn a_new_pool_bills_its_first_model_load() {
+        let mut p = pool("");
+        p.metadata.creation_timestamp = Some(to_time(now() - chrono::Duration::minutes(10)));
+        let pod = ProvisionedPod {
+            scheduled_at: now() - chrono::Duration::minutes(9),
+            ended_at: None,
+        };
+        let plan = with_pods(&p, 1, &[pod], &Outcome::NotServing("loading".into()), now());
+        let billed = mtd(&plan).replica_hours;
+        assert!((billed - 9.0 / 60.0).abs() < 1e-9, "{billed}");
+    }
+
+    #[test]
+    fn a_new_month_keeps_the_previous_one_and_says_so() {
+        let mut p = pool("");
+        let end_of_march = DateTime::parse_from_rfc3339("2027-03-31T23:59:50Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let a = settled(&p, 1, &Outcome::Fresh(obs(10.0)), end_of_march);
+        p.status = Some(a.status.clone());
+        let b = settled(
+            &p,
+            1,
+            &Outcome::Fresh(obs(10.0)),
+            end_of_march + chrono::Duration::seconds(15),
         );
-        // Replaying the same instant (a restart re-reading it) adds nothing.
-        p.status = Some(b.status.clone());
-        let c = settled(&p, 1, &o, now() + chrono::Duration::seconds(15));
-        assert_eq!(
-            c.status.cost.unwrap().month_to_date.unwrap().output_tokens,
-            mb.output_tokens
-        );
+        let cost = b.status.cost.unwrap();
+        assert_eq!(cost.month_to_date.unwrap().period, "2027-04");
+        let march = cost.previous_month.unwrap();
+        assert_eq!(march.period, "2027-03");
+        assert!(march.replica_hours > mtd(&a).replica_hours);
+        let event = b.events.iter().find(|e| e.reason == "MonthClosed").unwrap();
+        assert!(event.message.contains("2027-03"), "{}", event.message);
     }
 }

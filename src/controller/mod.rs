@@ -2,6 +2,7 @@
 //! reconcile pipeline in `reconcile.rs` for each. This file wires the watches, the shared context
 //! and the error policy; decisions live in pure modules beside it.
 
+pub mod accounting;
 pub mod build;
 pub mod decide;
 pub mod leader;

@@ -1,23 +1,32 @@
-//! Pure status assembly: conditions that keep their transition time while unchanged, and the
-//! replica counts read from the Deployment. The reconciler writes the result only when it differs
-//! from what is stored.
+//! Pure status assembly: conditions that keep their transition time while unchanged, the replica
+//! counts read from the Deployment, and what the pool's pods say about billing and start-up. The
+//! reconciler writes the result only when it differs from what is stored.
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-use crate::api::{DisplayStatus, InferencePoolStatus};
+use crate::api::{DisplayStatus, InferencePoolStatus, from_time};
+use crate::cost::ProvisionedPod;
 
 pub const READY: &str = "Ready";
 pub const METRICS_AVAILABLE: &str = "MetricsAvailable";
 pub const SCALING_LIMITED: &str = "ScalingLimited";
 pub const COST_EFFECTIVE: &str = "CostEffective";
+/// Whether the last reconcile applied everything it decided (children and status).
+pub const RECONCILED: &str = "Reconciled";
+
+/// Longest condition message written: kubectl describe stays readable and a hostile or verbose
+/// API error cannot bloat the status.
+pub const MAX_MESSAGE_CHARS: usize = 1024;
 
 /// A condition as the reconciler decides it; timestamps are filled in by [`set_condition`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConditionUpdate {
     pub type_: &'static str,
-    pub status: bool,
+    /// "True", "False" or "Unknown".
+    pub status: &'static str,
     pub reason: String,
     pub message: String,
 }
@@ -29,13 +38,46 @@ impl ConditionUpdate {
         reason: &str,
         message: impl Into<String>,
     ) -> Self {
+        Self::with_status(
+            type_,
+            if status { "True" } else { "False" },
+            reason,
+            message,
+        )
+    }
+
+    /// Neither true nor false yet: not enough data to say (metav1.Condition's Unknown).
+    pub fn unknown(type_: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        Self::with_status(type_, "Unknown", reason, message)
+    }
+
+    fn with_status(
+        type_: &'static str,
+        status: &'static str,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             type_,
             status,
             reason: reason.to_string(),
-            message: message.into(),
+            message: truncate(message.into(), MAX_MESSAGE_CHARS),
         }
     }
+
+    pub fn is_true(&self) -> bool {
+        self.status == "True"
+    }
+}
+
+/// `text` cut to at most `max` characters on a character boundary, marked when cut.
+pub fn truncate(text: String, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// Upserts a condition. The transition time moves only when the status flips, so an unchanged
@@ -46,7 +88,7 @@ pub fn set_condition(
     generation: Option<i64>,
     now: DateTime<Utc>,
 ) {
-    let status = if update.status { "True" } else { "False" }.to_string();
+    let status = update.status.to_string();
     let existing = conditions.iter().position(|c| c.type_ == update.type_);
     let last_transition_time = match existing.map(|i| &conditions[i]) {
         Some(c) if c.status == status => c.last_transition_time.clone(),
@@ -75,8 +117,17 @@ pub fn deployment_replicas(deployment: Option<&Deployment>) -> (i32, i32) {
     )
 }
 
-/// The Ready condition from replica counts: ready when every wanted replica serves.
-pub fn ready_condition(desired: i32, ready: i32) -> ConditionUpdate {
+/// The Ready condition from replica counts: ready when every wanted replica serves. `problem` is
+/// why pods cannot start (see [`pod_problem`]), which beats "loading" when nothing serves.
+pub fn ready_condition(desired: i32, ready: i32, problem: Option<&Problem>) -> ConditionUpdate {
+    if let Some(p) = problem.filter(|_| ready < desired) {
+        return ConditionUpdate::new(
+            READY,
+            ready > 0,
+            p.reason,
+            format!("{ready}/{desired} replicas ready; {}", p.message),
+        );
+    }
     if desired == 0 {
         ConditionUpdate::new(
             READY,
@@ -106,6 +157,149 @@ pub fn ready_condition(desired: i32, ready: i32) -> ConditionUpdate {
             format!("0/{desired} replicas ready; vLLM is loading the model"),
         )
     }
+}
+
+/// Why the pool's pods cannot start, from the Deployment's conditions and the pods themselves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The first reason the pool's replicas cannot come up, if any: the ReplicaSet cannot create pods
+/// (admission refused them: Pod Security, quota, a webhook), the rollout passed its deadline, a pod
+/// cannot be scheduled (no free GPU of the right product), or an image cannot be pulled.
+pub fn pod_problem(deployment: Option<&Deployment>, pods: &[&Pod]) -> Option<Problem> {
+    let conditions = deployment
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.conditions.as_ref());
+    for c in conditions.into_iter().flatten() {
+        let message = c.message.clone().unwrap_or_default();
+        if c.type_ == "ReplicaFailure" && c.status == "True" {
+            return Some(Problem {
+                reason: "PodsRefused",
+                message: format!("pods cannot be created: {message}"),
+            });
+        }
+        if c.type_ == "Progressing"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        {
+            return Some(Problem {
+                reason: "RolloutStuck",
+                message: format!("the rollout passed its deadline: {message}"),
+            });
+        }
+    }
+    let unschedulable: Vec<&Pod> = pods
+        .iter()
+        .copied()
+        .filter(|p| {
+            pod_condition(p, "PodScheduled").is_some_and(|c| {
+                c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
+            })
+        })
+        .collect();
+    if let Some(first) = unschedulable.first() {
+        let why = pod_condition(first, "PodScheduled")
+            .and_then(|c| c.message.clone())
+            .unwrap_or_default();
+        return Some(Problem {
+            reason: "Unschedulable",
+            message: format!(
+                "{} pod(s) cannot be scheduled (no node with a free GPU that matches?): {why}",
+                unschedulable.len()
+            ),
+        });
+    }
+    for pod in pods {
+        let statuses = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref());
+        for cs in statuses.into_iter().flatten() {
+            let Some(waiting) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+                continue;
+            };
+            let reason = waiting.reason.as_deref().unwrap_or("");
+            if matches!(
+                reason,
+                "ImagePullBackOff"
+                    | "ErrImagePull"
+                    | "InvalidImageName"
+                    | "CreateContainerConfigError"
+            ) || reason == "CrashLoopBackOff"
+            {
+                return Some(Problem {
+                    reason: if reason == "CrashLoopBackOff" {
+                        "CrashLoop"
+                    } else {
+                        "ContainerCannotStart"
+                    },
+                    message: format!(
+                        "pod {} is {reason}: {}",
+                        pod.metadata.name.as_deref().unwrap_or(""),
+                        waiting.message.as_deref().unwrap_or("")
+                    ),
+                });
+            }
+        }
+    }
+    None
+}
+
+fn pod_condition<'a>(
+    pod: &'a Pod,
+    type_: &str,
+) -> Option<&'a k8s_openapi::api::core::v1::PodCondition> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// The pods that hold GPUs for billing: bound to a node since they were scheduled, and not
+/// finished. A Pending pod that got no node (no free GPU, quota) bills nothing.
+pub fn provisioned_pods(pods: &[&Pod]) -> Vec<ProvisionedPod> {
+    pods.iter()
+        .filter_map(|p| {
+            let spec = p.spec.as_ref()?;
+            spec.node_name.as_ref()?;
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            if matches!(phase, Some("Succeeded" | "Failed")) {
+                return None;
+            }
+            let scheduled_at = pod_condition(p, "PodScheduled")
+                .filter(|c| c.status == "True")
+                .and_then(|c| c.last_transition_time.as_ref())
+                .or(p.metadata.creation_timestamp.as_ref())
+                .map(from_time)?;
+            Some(ProvisionedPod {
+                scheduled_at,
+                ended_at: None,
+            })
+        })
+        .collect()
+}
+
+/// Replicas on their way: pods scheduled (or waiting for a node) but not Ready yet, created less
+/// than `budget_seconds` ago (the startup probe's budget). They count as capacity coming, so a long
+/// model load does not add a replica every startup period.
+pub fn starting_replicas(pods: &[&Pod], now: DateTime<Utc>, budget_seconds: i64) -> i32 {
+    let n = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| pod_condition(p, "Ready").is_none_or(|c| c.status != "True"))
+        .filter(|p| {
+            p.metadata
+                .creation_timestamp
+                .as_ref()
+                .is_some_and(|t| (now - from_time(t)).num_seconds() < budget_seconds)
+        })
+        .count();
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// The READY printer column: ready over provisioned.
@@ -171,9 +365,9 @@ mod tests {
 
     #[test]
     fn ready_condition_reads_like_kubectl_describe() {
-        assert!(!ready_condition(2, 0).status);
-        assert_eq!(ready_condition(2, 1).reason, "PartiallyReady");
-        assert_eq!(ready_condition(2, 2).message, "2/2 replicas ready");
+        assert!(!ready_condition(2, 0, None).is_true());
+        assert_eq!(ready_condition(2, 1, None).reason, "PartiallyReady");
+        assert_eq!(ready_condition(2, 2, None).message, "2/2 replicas ready");
     }
 
     #[test]

@@ -37,6 +37,7 @@ fn spec() -> InferencePoolSpec {
             output_usd_per_million_tokens: Some(10.0),
             allowed: true,
         }),
+        pod: Default::default(),
     }
 }
 
