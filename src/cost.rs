@@ -257,8 +257,6 @@ impl Comparison {
             price_source: self.api.as_ref().map(|a| a.source.clone()),
             month_to_date,
             run_rate_seconds: None,
-            run_rate_replicas: None,
-            run_rate_replica_seconds: None,
             billed_replicas: None,
             previous_month: None,
         }
@@ -338,9 +336,9 @@ pub fn compare_at(
     })
 }
 
-/// `status.cost` at the current run-rate: `replicas` provisioned on average over the trailing
-/// window (`spec.cost.runRateWindowSeconds`), against the token rates observed over the same
-/// window projected to a 730-hour month. Without any traffic observed yet (`volume` None) the pool
+/// `status.cost` at the current run-rate: `replicas` provisioned, against the token rates
+/// observed over the trailing window (`spec.cost.runRateWindowSeconds`) projected to a 730-hour
+/// month. Without any traffic observed yet (`volume` None) the pool
 /// side and the break-even are known, the API side is not: `cheaper` is Unknown. The caller passes
 /// the month-to-date totals it keeps (see [`accrue`]).
 pub fn run_rate(
@@ -355,9 +353,7 @@ pub fn run_rate(
         c.cheaper = Cheaper::Unknown;
         c.ratio = None;
     }
-    let mut status = c.to_status(None);
-    status.run_rate_replicas = Some(replicas.max(0.0));
-    Ok(status)
+    Ok(c.to_status(None))
 }
 
 /// A replica as billing sees it: a pod bound to a node (holding its GPUs) since `scheduled_at`,
@@ -703,9 +699,6 @@ mod tests {
         assert!(close(unseen.pool_monthly_usd, 605.0, 1e-9));
         assert_eq!(unseen.cheaper, Cheaper::Unknown);
         assert!(unseen.break_even_input_tokens_per_month.is_some());
-        // An average of 1.5 replicas over the window prices 1.5 replicas.
-        let averaged = run_rate(&spec, 1.5, Some(volume), None).unwrap();
-        assert!(close(averaged.pool_monthly_usd, 1.5 * 205.0 + 400.0, 1e-9));
     }
 
     #[test]

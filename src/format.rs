@@ -249,8 +249,6 @@ mod tests {
             api_output_usd_per_million_tokens: Some(10.0),
             price_source: Some("spec".into()),
             month_to_date: None,
-            run_rate_replicas: Some(3.0),
-            run_rate_replica_seconds: Some(3600.0),
             billed_replicas: Some(3),
             previous_month: None,
         };

@@ -838,15 +838,8 @@ pub struct CostStatus {
     /// Seconds of observations the run-rate averages, up to spec.cost.runRateWindowSeconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_rate_seconds: Option<f64>,
-    /// Provisioned replicas averaged over the run-rate window: what poolMonthlyUsd prices, so
-    /// the pool side and the API side cover the same time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_rate_replicas: Option<f64>,
-    /// Seconds the replica average covers, up to spec.cost.runRateWindowSeconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_rate_replica_seconds: Option<f64>,
-    /// Replicas billed at monthToDate.accountedUntil (pods scheduled onto a node): the next
-    /// accrual knows how many of them went away since.
+    /// Replicas billed at monthToDate.accountedUntil (pods scheduled onto a node, holding their
+    /// GPUs): what poolMonthlyUsd prices, and how the next accrual knows how many went away since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub billed_replicas: Option<i32>,
     /// The last calendar month's final totals, kept when a new month starts.

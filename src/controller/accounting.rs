@@ -1,6 +1,7 @@
 //! The pool's money as the reconcile keeps it, pure: hardware accrues for the replicas that were
 //! provisioned (scheduled pods) over each span whatever the metrics do; tokens accrue from the
-//! counter increments an observation carries; the run-rate averages both over the same window.
+//! counter increments an observation carries; the run-rate prices the replicas holding GPUs now
+//! against the token rates averaged over the run-rate window.
 //! The formulas are in `crate::cost`; this decides when to apply them and to what.
 
 use chrono::{DateTime, Utc};
@@ -12,9 +13,10 @@ use crate::cost::{self, Accrual, MonthlyVolume, ProvisionedPod};
 use crate::format;
 use crate::load::Observation;
 
-/// Accruals closer together than this share of the sync interval wait for the next tick: a
-/// reconcile triggered by a watch event does not rewrite the money (and so the status).
-const ACCRUAL_MIN_INTERVAL_SHARE: f64 = 0.8;
+/// Without new counter increments and with the same pods billed, the money is brought up to
+/// date this often: the span is integrated exactly either way, so a longer tick loses nothing and
+/// spares the API server a status write per pool and interval.
+pub const MONEY_TICK_SECONDS: f64 = 300.0;
 
 /// What the money is computed from, for one reconcile.
 pub struct MoneyInputs<'a> {
@@ -44,8 +46,13 @@ pub fn account(inp: &MoneyInputs) -> Money {
     let prev_mtd = prev_cost.and_then(|c| c.month_to_date.as_ref());
     let interval = f64::from(inp.spec.scaling.interval_seconds.max(1));
     let last = prev_mtd.map(|m| from_time(&m.accounted_until));
+    let billed_now = billed(inp.pods, inp.now);
+    let billed_before = prev_cost.and_then(|c| c.billed_replicas);
+    // Accrue at once when pods came or went, so the half-span estimate for a pod gone between
+    // two looks stays within one interval.
     let due = inp.observation.is_some()
-        || last.is_none_or(|l| seconds(l, inp.now) >= ACCRUAL_MIN_INTERVAL_SHARE * interval);
+        || billed_before != Some(i32::try_from(billed_now).unwrap_or(i32::MAX))
+        || last.is_none_or(|l| seconds(l, inp.now) >= MONEY_TICK_SECONDS.max(interval));
     if !due {
         return Money {
             cost: prev_cost.cloned(),
@@ -57,10 +64,7 @@ pub fn account(inp: &MoneyInputs) -> Money {
         .or(inp.created)
         .unwrap_or(inp.now - chrono::Duration::seconds(interval as i64))
         .min(inp.now);
-    let billed_at_from = prev_cost
-        .and_then(|c| c.billed_replicas)
-        .map_or(0, |n| n.max(0) as u32);
-    let billed_now = billed(inp.pods, inp.now);
+    let billed_at_from = billed_before.map_or(0, |n| n.max(0) as u32);
     let replica_seconds = cost::replica_seconds(inp.pods, billed_at_from, from, inp.now);
     let accrual = match inp.observation {
         Some(o) => Accrual {
@@ -77,24 +81,13 @@ pub fn account(inp: &MoneyInputs) -> Money {
     let accrued = cost::accrue(prev_mtd, inp.spec, &accrual);
 
     let window = f64::from(inp.spec.cost.run_rate_window_seconds.max(60));
-    let span = seconds(from, inp.now);
-    let replicas_now = if span > 0.0 {
-        replica_seconds / span
-    } else {
-        f64::from(billed_now)
-    };
-    let (replicas, replica_cover) = average(
-        prev_cost.and_then(|c| c.run_rate_replicas.zip(c.run_rate_replica_seconds)),
-        replicas_now,
-        span,
-        window,
-    );
     let tokens = token_rates(inp, window);
 
+    // The pool side prices the replicas holding GPUs now: a steady pool shows exactly its price.
     let mut events = Vec::new();
     let priced = cost::run_rate(
         inp.spec,
-        replicas,
+        f64::from(billed_now),
         tokens.map(|(volume, _)| volume),
         inp.utilization,
     );
@@ -112,7 +105,6 @@ pub fn account(inp: &MoneyInputs) -> Money {
             };
         }
     };
-    next.run_rate_replica_seconds = Some(replica_cover);
     next.run_rate_seconds = tokens.map(|(_, covered)| covered);
     next.billed_replicas = Some(i32::try_from(billed_now).unwrap_or(i32::MAX));
     next.month_to_date = Some(accrued.month);
@@ -226,7 +218,6 @@ fn non_finite(c: &CostStatus) -> Option<&'static str> {
         ("outputTokensPerMonth", Some(c.output_tokens_per_month)),
         ("poolUsdPerMillionTokens", c.pool_usd_per_million_tokens),
         ("idleMonthlyUsd", Some(c.idle_monthly_usd)),
-        ("runRateReplicas", c.run_rate_replicas),
     ];
     for (name, m) in [
         ("monthToDate", c.month_to_date.as_ref()),

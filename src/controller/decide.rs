@@ -283,7 +283,6 @@ fn set_conditions(
         status::set_condition(&mut s.conditions, cost_condition(c), generation, inp.now);
         let was = prev.cost.as_ref().map(|p| p.cheaper);
         let known = |c: Cheaper| c != Cheaper::Unknown;
-        // The run-rate averages both sides over the same window, so a flip is a real change.
         if known(c.cheaper) && was.is_some_and(|w| w != c.cheaper)
             || (was.is_none_or(|w| !known(w)) && known(c.cheaper))
         {
@@ -673,9 +672,12 @@ mod tests {
         let second = settled(&p, 1, &Outcome::TooSoon, after(5));
         assert_eq!(second.status, first.status, "status unchanged: no write");
         assert!(second.events.is_empty());
-        // One interval later the hardware accrues, metrics or not.
-        let third = settled(&p, 1, &Outcome::TooSoon, after(15));
+        // Five minutes later the hardware is brought up to date, metrics or not; sooner when
+        // the pods billed change.
+        let third = settled(&p, 1, &Outcome::TooSoon, after(300));
         assert!(mtd(&third).replica_hours > mtd(&first).replica_hours);
+        let fourth = settled(&p, 2, &Outcome::TooSoon, after(20));
+        assert!(mtd(&fourth).replica_hours > mtd(&first).replica_hours);
     }
 
     #[test]
@@ -709,10 +711,10 @@ mod tests {
             4,
             &running(1),
             &Outcome::Missing("down".into()),
-            after(60),
+            after(300),
         );
         let billed = mtd(&b).replica_hours - mtd(&a).replica_hours;
-        assert!((billed - 60.0 / 3600.0).abs() < 1e-9, "{billed}");
+        assert!((billed - 300.0 / 3600.0).abs() < 1e-9, "{billed}");
         // Pool/mo is never blank, even with no metrics ever.
         assert!(b.status.display.unwrap().pool_monthly.is_some());
     }

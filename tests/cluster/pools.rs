@@ -213,7 +213,7 @@ async fn invalid_manifests_are_refused_with_the_rules_message() {
             "minReplicas must not be greater than spec.maxReplicas",
         ),
         ("", "set exactly one of spec.cost.replicaHourlyUsd"),
-        ("", "replicaHourlyUsd must be zero or more"),
+        ("", "replicaHourlyUsd must be between 0 and 10,000"),
         ("", "targetUtilization must be above 0 and at most 1"),
         (
             "replicas: 3",
