@@ -80,16 +80,66 @@ pub struct Context {
     /// Pods of every pool (label crossover.dev/pool), from one shared watch.
     pub pods: Store<Pod>,
     pub observer: observe::Observer,
+    /// Failed reconciles in a row per pool (the error policy's backoff).
+    pub failures: Failures,
 }
 
-/// Transient failures back off briefly; the controller retries with the same pipeline.
+/// Failed reconciles retry after an exponential backoff with jitter, per pool: 5 s, 10 s, 20 s …
+/// up to 5 minutes, so an API server refusing every pool (a webhook, quota, a brownout) is not
+/// hammered in lock-step. A success resets the pool's count.
 fn error_policy(
-    _pool: Arc<DeserializeGuard<InferencePool>>,
+    pool: Arc<DeserializeGuard<InferencePool>>,
     error: &Error,
-    _ctx: Arc<Context>,
+    ctx: Arc<Context>,
 ) -> Action {
-    warn!(error = %error, kind = error.kind(), "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    let failures = ctx.failures.record(&pool_key(&pool));
+    let delay = backoff(failures, jitter());
+    warn!(error = %error, kind = error.kind(), failures, retry_in = ?delay, "reconcile failed; retrying");
+    Action::requeue(delay)
+}
+
+/// The retry delay after `failures` failures in a row, scaled by `jitter` (0.75 to 1.25).
+pub fn backoff(failures: u32, jitter: f64) -> Duration {
+    const BASE_SECONDS: f64 = 5.0;
+    const CAP_SECONDS: f64 = 300.0;
+    let exp = failures.saturating_sub(1).min(16);
+    let seconds = (BASE_SECONDS * f64::from(1u32 << exp)).min(CAP_SECONDS);
+    Duration::from_secs_f64(seconds * jitter.clamp(0.75, 1.25))
+}
+
+/// A factor between 0.75 and 1.25, different on every call.
+fn jitter() -> f64 {
+    use std::hash::BuildHasher;
+    let r = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
+    0.75 + (r % 1_000_000) as f64 / 2_000_000.0
+}
+
+fn pool_key(pool: &DeserializeGuard<InferencePool>) -> (String, String) {
+    let meta = match &pool.0 {
+        Ok(p) => &p.metadata,
+        Err(invalid) => &invalid.metadata,
+    };
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Consecutive failed reconciles per pool, for the backoff.
+#[derive(Default)]
+pub struct Failures(std::sync::Mutex<std::collections::HashMap<(String, String), u32>>);
+
+impl Failures {
+    fn record(&self, key: &(String, String)) -> u32 {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(key.clone()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    fn reset(&self, key: &(String, String)) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
 }
 
 /// Options for the running operator.
@@ -215,15 +265,20 @@ async fn run_controller(client: Client, opts: RunOptions) -> anyhow::Result<()> 
         clock: system_clock(opts.clock_offset),
         pods: pod_store,
         observer: observe::Observer::default(),
+        failures: Failures::default(),
     });
     let children = watcher::Config::default().labels(POOL_LABEL);
     info!("crossover controller started");
     let ops = opts.ops.clone();
-    let measured = move |pool, ctx| {
+    let measured = move |pool: Arc<DeserializeGuard<InferencePool>>, ctx: Arc<Context>| {
         let ops = ops.clone();
         async move {
             let started = std::time::Instant::now();
-            let result = reconcile(pool, ctx).await;
+            let key = pool_key(&pool);
+            let result = reconcile(pool, ctx.clone()).await;
+            if result.is_ok() {
+                ctx.failures.reset(&key);
+            }
             ops.metrics
                 .observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::kind));
             result
@@ -243,4 +298,23 @@ async fn run_controller(client: Client, opts: RunOptions) -> anyhow::Result<()> 
         .await;
     info!("crossover controller stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_five_seconds_to_five_minutes() {
+        let at = |n| backoff(n, 1.0).as_secs_f64();
+        assert_eq!([at(1), at(2), at(3), at(4)], [5.0, 10.0, 20.0, 40.0]);
+        assert_eq!(at(7), 300.0);
+        assert_eq!(at(u32::MAX), 300.0);
+        assert_eq!(backoff(1, 0.75).as_secs_f64(), 3.75);
+        assert_eq!(backoff(1, 9.0).as_secs_f64(), 6.25, "jitter is clamped");
+        for _ in 0..100 {
+            let j = jitter();
+            assert!((0.75..=1.25).contains(&j), "{j}");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! scheduler, kwok GPU nodes) that `make test` starts. Each test has its own namespace and its own
 //! operator process, so they run in parallel.
 
+mod children;
 mod harness;
 mod helm;
 mod load;

@@ -306,4 +306,91 @@ async fn a_month_boundary_starts_a_new_period() {
         "{} tokens over {secs} s",
         m.input_tokens
     );
+    // The month that ended is kept, up to its last second, and announced.
+    let previous = c.previous_month.expect("status.cost.previousMonth");
+    assert_ne!(previous.period, period);
+    assert_eq!(from_time(&previous.accounted_until), next_month);
+    assert!(previous.replica_hours > 0.0 && previous.pool_usd > 0.0);
+    let closed = eventually("the MonthClosed Event", Duration::from_secs(30), || async {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(client.clone(), &ns.name);
+        events
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("MonthClosed"))
+            .and_then(|e| e.note)
+    })
+    .await;
+    assert!(closed.contains(&previous.period), "{closed}");
+}
+
+#[tokio::test]
+async fn an_external_pool_scaled_to_zero_and_back_bills_no_phantom_hours() {
+    let client = client().await;
+    install_crd().await;
+    let ns = TestNamespace::new(&client, "zero").await;
+    let _op = Operator::start(&ns.name);
+    let manifest = r#"apiVersion: crossover.dev/v1alpha1
+kind: InferencePool
+metadata: {name: nightly}
+spec:
+  model: m
+  engine: {port: 8080}
+  minReplicas: 0
+  maxReplicas: 4
+  replicas: 2
+  scaling: {mode: External, intervalSeconds: 2}
+  cost: {replicaHourlyUsd: 3.6}
+  compareTo: {model: gpt-5, inputUsdPerMillionTokens: 2.5, outputUsdPerMillionTokens: 10}
+"#;
+    apply(&ns.name, manifest);
+    let billed = |n: i32| move |c: &CostStatus| c.billed_replicas == Some(n);
+    cost_when(
+        &client,
+        &ns.name,
+        "nightly",
+        "two replicas billed",
+        billed(2),
+    )
+    .await;
+    let scale = |n: &str| {
+        let o = kubectl(&[
+            "scale",
+            "ipool",
+            "nightly",
+            "-n",
+            &ns.name,
+            &format!("--replicas={n}"),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    scale("0");
+    let at_zero = cost_when(&client, &ns.name, "nightly", "nothing billed", billed(0))
+        .await
+        .month_to_date
+        .unwrap();
+    // Twenty seconds at zero, then back to two.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let up = Utc::now();
+    scale("2");
+    let back = cost_when(
+        &client,
+        &ns.name,
+        "nightly",
+        "two replicas billed again",
+        billed(2),
+    )
+    .await
+    .month_to_date
+    .unwrap();
+    let added_seconds = (back.replica_hours - at_zero.replica_hours) * 3600.0;
+    let since_up = (from_time(&back.accounted_until) - up).num_milliseconds() as f64 / 1000.0;
+    assert!(
+        added_seconds <= 2.0 * (since_up + 2.0),
+        "{added_seconds} replica-seconds billed for {since_up} s since the scale-up: the 20 s at zero bill nothing"
+    );
+    assert!(added_seconds >= 0.0);
 }
