@@ -370,6 +370,60 @@ mod tests {
         assert_eq!(ready_condition(2, 2, None).message, "2/2 replicas ready");
     }
 
+    fn pod(json: serde_json::Value) -> Pod {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn pending_pods_without_a_node_bill_nothing() {
+        let scheduled = pod(serde_json::json!({
+            "metadata": {"name": "a", "creationTimestamp": "2026-12-01T10:00:00Z"},
+            "spec": {"nodeName": "gpu-node-0", "containers": []},
+            "status": {"phase": "Running", "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-12-01T10:00:05Z"}
+            ]}
+        }));
+        let pending = pod(serde_json::json!({
+            "metadata": {"name": "b", "creationTimestamp": "2026-12-01T10:00:00Z"},
+            "spec": {"containers": []},
+            "status": {"phase": "Pending", "conditions": [
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                 "message": "0/5 nodes are available: 4 Insufficient nvidia.com/gpu."}
+            ]}
+        }));
+        let billed = provisioned_pods(&[&scheduled, &pending]);
+        assert_eq!(billed.len(), 1);
+        assert_eq!(
+            billed[0].scheduled_at.to_rfc3339(),
+            "2026-12-01T10:00:05+00:00"
+        );
+        let problem = pod_problem(None, &[&scheduled, &pending]).unwrap();
+        assert_eq!(problem.reason, "Unschedulable");
+        assert!(
+            problem.message.contains("Insufficient nvidia.com/gpu"),
+            "{}",
+            problem.message
+        );
+        let ready = ready_condition(2, 1, Some(&problem));
+        assert_eq!(ready.reason, "Unschedulable");
+        assert!(ready.message.starts_with("1/2 replicas ready"));
+    }
+
+    #[test]
+    fn pods_the_replica_set_cannot_create_are_named_as_the_reason() {
+        let d: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "status": {"conditions": [{"type": "ReplicaFailure", "status": "True",
+                "reason": "FailedCreate",
+                "message": "pods \"p-1\" is forbidden: violates PodSecurity \"restricted:latest\""}]}
+        }))
+        .unwrap();
+        let problem = pod_problem(Some(&d), &[]).unwrap();
+        assert_eq!(problem.reason, "PodsRefused");
+        assert!(problem.message.contains("violates PodSecurity"));
+        assert!(!ready_condition(1, 0, Some(&problem)).is_true());
+    }
+
     #[test]
     fn replicas_fill_the_ready_column() {
         let s = with_replicas(

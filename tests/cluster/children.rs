@@ -250,3 +250,51 @@ async fn pods_run_in_a_namespace_that_enforces_pod_security_restricted() {
         .count();
     assert_eq!(failures, 0, "the ReplicaSet created every pod");
 }
+
+#[tokio::test]
+async fn an_admission_policy_restricts_images_and_engine_args() {
+    let client = client().await;
+    install_crd().await;
+    let ns = TestNamespace::new(&client, "vap").await;
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns.name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {
+                "crossover.dev/restricted-pools": "true"
+            }}})),
+        )
+        .await
+        .unwrap();
+    let policy = repo().join("examples/policy/restrict-images-and-args.yaml");
+    let o = kubectl(&["apply", "--server-side", "-f", policy.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let remote_code = pool_yaml("remote", "").replace(
+        r#"args: ["--max-model-len=8192"]"#,
+        r#"args: ["--trust-remote-code"]"#,
+    );
+    let other_image =
+        pool_yaml("image", "").replace("engine: {", "engine: {image: attacker/fake-vllm:1, ");
+    // The policy takes a moment to reach the API server's admission chain: probe with server-side
+    // dry runs, which go through admission and store nothing.
+    let dry_create = |manifest: &str| {
+        kubectl_with_stdin(
+            &["create", "--dry-run=server", "-n", &ns.name, "-f", "-"],
+            Some(manifest),
+        )
+    };
+    eventually("the policy refuses --trust-remote-code", WAIT, || async {
+        let o = dry_create(&remote_code);
+        (!o.status.success() && stderr(&o).contains("--trust-remote-code is not allowed"))
+            .then_some(())
+    })
+    .await;
+    let o = dry_create(&other_image);
+    assert!(!o.status.success(), "another image was accepted");
+    assert!(
+        stderr(&o).contains("must be vllm/vllm-openai"),
+        "{}",
+        stderr(&o)
+    );
+    apply(&ns.name, &pool_yaml("allowed", ""));
+}
