@@ -9,10 +9,12 @@ KUBECONFIG_LOCAL := $(CLUSTER_DIR)/kubeconfig
 build:
 	cargo build --bins
 
-## Regenerate the committed CRD from the Rust types (a test fails when it drifts).
+## Regenerate the committed CRD from the Rust types (a test fails when it drifts). The chart
+## renders its copies in files/crds/ as templates (crds.enabled), so `helm upgrade` upgrades them.
 crds:
 	cargo run -q --bin crossover -- crd > crds/inferencepools.crossover.dev.yaml
-	cp crds/inferencepools.crossover.dev.yaml charts/crossover/crds/
+	rm -f charts/crossover/files/crds/*.yaml
+	cp crds/*.yaml charts/crossover/files/crds/
 
 ## Build (or find cached) kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok, helm.
 tools:

@@ -89,7 +89,8 @@ pub struct RunArgs {
     /// Elect a leader among replicas with a Lease: only the holder writes.
     #[arg(long, env = "CROSSOVER_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
-    /// Namespace of the Lease (default: --namespace, else POD_NAMESPACE, else "default").
+    /// Namespace of the Lease (default: POD_NAMESPACE, the operator's own, else --namespace, else
+    /// "default"). Not the watched namespace: its tenants could squat a Lease there.
     #[arg(long, env = "CROSSOVER_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
     /// A leader that has not renewed for this long loses the Lease to a standby.
@@ -166,8 +167,12 @@ fn run(args: RunArgs) -> ExitCode {
             let namespace = args
                 .lease_namespace
                 .clone()
+                .or_else(|| {
+                    std::env::var("POD_NAMESPACE")
+                        .ok()
+                        .filter(|s| !s.is_empty())
+                })
                 .or_else(|| args.namespace.clone())
-                .or_else(|| std::env::var("POD_NAMESPACE").ok())
                 .unwrap_or_else(|| "default".to_string());
             crate::controller::leader::LeaseConfig {
                 namespace,

@@ -14,10 +14,30 @@ pub const POOL_LABEL: &str = "crossover.dev/pool";
 /// The server-side-apply field manager for every write crossover makes.
 pub const FIELD_MANAGER: &str = "crossover";
 
+/// Annotation on the generated CRD that carries [`CRD_SCHEMA_VERSION`].
+pub const SCHEMA_VERSION_ANNOTATION: &str = "crossover.dev/schema-version";
+
+/// The version of the InferencePool schema this binary writes. Bump it in a release whose schema
+/// gains or changes a field: the API server silently prunes status fields an older CRD does not
+/// declare (the sizing history, month-to-date money), so an operator refuses to run against a CRD
+/// whose annotation is lower. CRDs from before the annotation count as version 0.
+pub const CRD_SCHEMA_VERSION: u32 = 1;
+
+/// The CRD this binary expects: the derived one, stamped with its schema version.
+pub fn crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut crd = InferencePool::crd();
+    crd.metadata.annotations.get_or_insert_default().insert(
+        SCHEMA_VERSION_ANNOTATION.to_string(),
+        CRD_SCHEMA_VERSION.to_string(),
+    );
+    crd
+}
+
 /// The generated CRD as YAML, exactly what `crossover crd` prints and `crds/` holds.
 pub fn crd_yaml() -> Result<String, serde_saphyr::ser_error::Error> {
-    use kube::CustomResourceExt;
-    serde_saphyr::to_string(&InferencePool::crd())
+    serde_saphyr::to_string(&crd())
 }
 
 /// Converts crossover's clock type to the API's timestamp type (k8s-openapi uses jiff), in whole

@@ -44,6 +44,7 @@ pub const MIN_TOKENS_PER_SECOND: f64 = 0.001;
     shortname = "ipool",
     category = "crossover",
     namespaced,
+    doc = "An InferencePool (crossover.dev) runs one model on vLLM as a Deployment and a Service that crossover owns, sizes the replica count to the load vLLM reports, and prices the pool against the hosted API it replaces. Not the Gateway API Inference Extension's InferencePool: name it `ipool` or `inferencepools.crossover.dev` in kubectl.",
     status = "InferencePoolStatus",
     scale(
         spec_replicas_path = ".spec.replicas",
@@ -693,8 +694,9 @@ pub struct InferencePoolStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning: Option<ProvisioningStatus>,
 
-    /// Ready, MetricsAvailable, ScalingLimited, CostEffective.
+    /// Ready, MetricsAvailable, ScalingLimited, CostEffective: one entry per type (a map keyed by `type`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 
     /// The printer columns, formatted for people.

@@ -4,6 +4,7 @@
 
 pub mod accounting;
 pub mod build;
+pub mod crd;
 pub mod decide;
 pub mod leader;
 pub mod observe;
@@ -82,6 +83,8 @@ pub struct Context {
     pub observer: observe::Observer,
     /// Failed reconciles in a row per pool (the error policy's backoff).
     pub failures: Failures,
+    /// Health, readiness and metrics; each reconcile sets its pool's gauges here.
+    pub ops: Arc<crate::ops::Ops>,
 }
 
 /// Failed reconciles retry after an exponential backoff with jitter, per pool: 5 s, 10 s, 20 s …
@@ -181,9 +184,14 @@ async fn shutdown_signal() {
 /// Runs the controller until a shutdown signal; with leader election, only while this replica
 /// holds the Lease (a lost lease ends the process so its pod restarts as a standby).
 pub async fn run(client: Client, opts: RunOptions) -> anyhow::Result<()> {
-    // Ready once the API server answers with the CRD; a standby is ready too: it can take over.
-    check_crd(&client, &opts).await?;
-    opts.ops.set_ready(true);
+    // Ready once the API server answers with a current CRD; a standby is ready too: it can take over.
+    tokio::select! {
+        _ = crd::wait_until_current(&client, opts.namespace.as_deref(), &opts.ops) => {}
+        _ = shutdown_signal() => {
+            info!("shutdown while waiting for the CRD");
+            return Ok(());
+        }
+    }
     let Some(lease) = opts.leader.clone() else {
         opts.ops.metrics.set_leader(true);
         return run_controller(client, opts).await;
@@ -208,20 +216,6 @@ pub async fn run(client: Client, opts: RunOptions) -> anyhow::Result<()> {
         leader::release(&leases, &lease).await;
     }
     result
-}
-
-/// Fails early with a clear message when the CRD is missing, instead of a silent empty watch.
-async fn check_crd(client: &Client, opts: &RunOptions) -> anyhow::Result<()> {
-    let pools: Api<DeserializeGuard<InferencePool>> = match &opts.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    if let Err(e) = pools.list(&kube::api::ListParams::default().limit(1)).await {
-        anyhow::bail!(
-            "cannot list inferencepools.crossover.dev (is the CRD installed? `crossover crd | kubectl apply -f -`): {e}"
-        );
-    }
-    Ok(())
 }
 
 async fn run_controller(client: Client, opts: RunOptions) -> anyhow::Result<()> {
@@ -266,6 +260,7 @@ async fn run_controller(client: Client, opts: RunOptions) -> anyhow::Result<()> 
         pods: pod_store,
         observer: observe::Observer::default(),
         failures: Failures::default(),
+        ops: opts.ops.clone(),
     });
     let children = watcher::Config::default().labels(POOL_LABEL);
     info!("crossover controller started");
@@ -289,11 +284,18 @@ async fn run_controller(client: Client, opts: RunOptions) -> anyhow::Result<()> 
         .owns(services, children)
         .graceful_shutdown_on(shutdown_signal())
         .run(measured, error_policy, ctx)
-        .for_each(|res| async move {
+        .for_each(|res| {
+            // A deleted pool's next scheduled reconcile finds no object: its gauges go with it.
+            if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = &res {
+                opts.ops
+                    .metrics
+                    .forget_pool(obj.namespace.as_deref().unwrap_or_default(), &obj.name);
+            }
             match res {
                 Ok((obj, _)) => tracing::debug!(pool = %obj, "reconciled"),
                 Err(e) => tracing::debug!(error = %e, "reconcile error"),
             }
+            futures::future::ready(())
         })
         .await;
     info!("crossover controller stopped");
