@@ -4,7 +4,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 export CROSSOVER_CLUSTER_DIR := $(CLUSTER_DIR)
 KUBECONFIG_LOCAL := $(CLUSTER_DIR)/kubeconfig
 
-.PHONY: build crds tools cluster-up cluster-down lint unit test test-cluster demo demo-down
+.PHONY: build crds tools image cluster-up cluster-down lint unit test test-cluster demo demo-down
 
 build:
 	cargo build --bins
@@ -16,9 +16,15 @@ crds:
 	rm -f charts/crossover/files/crds/*.yaml
 	cp crds/*.yaml charts/crossover/files/crds/
 
-## Build (or find cached) kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok, helm.
+## Build (or find cached) kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok, helm, crane.
 tools:
 	tools/build.sh
+
+## The operator's image as an OCI archive, target/image/crossover-VERSION.oci.tar, with no Docker
+## daemon: a static musl release binary in one layer, assembled by crane. Reused while current; the
+## Dockerfile builds the same filesystem for people who build with Docker.
+image:
+	tools/image.sh
 
 cluster-up:
 	tools/cluster.sh up
@@ -34,6 +40,7 @@ lint:
 ## that this target starts and stops itself.
 test: lint
 	tools/build.sh
+	tools/image.sh
 	cargo build --bins --tests
 	@set -euo pipefail; \
 	trap 'tools/cluster.sh down' EXIT; \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the upstream binaries crossover's tests and demo need (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, etcd, kwok, helm) from the pinned Go tool modules beside this script.
+# kube-scheduler, kubectl, etcd, kwok, helm, and crane for `make image`) from the pinned Go tool modules
+# beside this script.
 # Binaries are cached outside the repository, keyed by module version, so a fresh clone on the same
 # machine (CI) reuses them: a warm run only checks that the files exist.
 #
@@ -21,6 +22,7 @@ TOOLS=(
   "kubectl|kube|k8s.io/kubernetes/cmd/kubectl|k8s.io/kubernetes"
   "kwok|kwok|sigs.k8s.io/kwok/cmd/kwok|sigs.k8s.io/kwok"
   "helm|helm|helm.sh/helm/v3/cmd/helm|helm.sh/helm/v3"
+  "crane|crane|github.com/google/go-containerregistry/cmd/crane|github.com/google/go-containerregistry"
 )
 
 module_version() { # dir module
@@ -42,6 +44,7 @@ ldflags_for() { # name version
     etcd) echo "-s -w" ;;
     kwok) echo "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$v" ;;
     helm) echo "-s -w -X helm.sh/helm/v3/internal/version.version=$v" ;;
+    crane) echo "-s -w -X github.com/google/go-containerregistry/cmd/crane/cmd.Version=$v" ;;
   esac
 }
 
