@@ -209,7 +209,12 @@ pub fn pool_gauges(status: &InferencePoolStatus) -> Vec<(PoolGauge, f64)> {
         .conditions
         .iter()
         .find(|c| c.type_ == METRICS_AVAILABLE)
-        .map(|c| if c.status == "True" { 1.0 } else { 0.0 });
+        .and_then(|c| match c.status.as_str() {
+            "True" => Some(1.0),
+            "False" => Some(0.0),
+            // Unknown (warming up, no reading yet) is neither: no series, no alert.
+            _ => None,
+        });
     [
         (PoolGauge::MonthlyUsd, cost.map(|c| c.pool_monthly_usd)),
         (PoolGauge::ApiMonthlyUsd, cost.map(|c| c.api_monthly_usd)),

@@ -88,7 +88,11 @@ pub async fn reconcile(
         tracing::debug!(pool = %pool.name_any(), changed = ?changed_fields(&prev, &next), "writing status");
         write_status_or_say_why(&ctx, &pools, pool, &next, now).await?;
     }
-    ctx.ops.metrics.observe_pool(&ns, &name, &plan.status);
+    ctx.ops.metrics.observe_pool(
+        &pool.namespace().unwrap_or_default(),
+        &pool.name_any(),
+        &next,
+    );
     // Events after the status write: a failed write retries the whole decision, not the Event.
     for note in &events {
         info!(pool = %pool.name_any(), namespace = ?pool.namespace(), reason = note.reason, "{}", note.message);
