@@ -5,6 +5,7 @@
 mod children;
 mod harness;
 mod helm;
+mod image;
 mod load;
 mod money;
 mod ops;
