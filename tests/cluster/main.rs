@@ -8,6 +8,7 @@ mod helm;
 mod image;
 mod load;
 mod money;
+mod monitoring;
 mod ops;
 mod pools;
 mod prometheus;
