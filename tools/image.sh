@@ -3,8 +3,9 @@
 # release binary, /etc/passwd and CA certificates in one layer on an empty base, configured to run
 # as uid 65532 with no shell. crane (go-containerregistry, built by tools/build.sh) assembles it
 # through a registry it serves on 127.0.0.1 for the length of the build, and pulls it back as an
-# OCI image layout, archived to target/image/crossover-<version>.oci.tar. The Dockerfile lays out
-# the same filesystem with `tools/image.sh rootfs`.
+# OCI image layout, archived to target/image/crossover-<version>.oci.tar (and left unpacked beside
+# it, crossover-<version>.oci/, for `crane push`). The Dockerfile lays out the same filesystem with
+# `tools/image.sh rootfs`.
 #
 # Usage: tools/image.sh               build the archive, or reuse it while binary and revision match
 #        tools/image.sh rootfs DIR    only build the binary and lay out the image's filesystem in DIR
@@ -66,7 +67,8 @@ if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then rev
 build_binary
 mkdir -p "$out"
 stamp="$revision $(sha256sum "$binary" tools/image.sh LICENSE NOTICE | sha256sum | cut -c1-64)"
-if [ -f "$archive" ] && [ "$(cat "$archive.stamp" 2>/dev/null)" = "$stamp" ]; then
+layout="$out/crossover-$version.oci"
+if [ -f "$archive" ] && [ -d "$layout" ] && [ "$(cat "$archive.stamp" 2>/dev/null)" = "$stamp" ]; then
   log "current: $archive ($(cat "$archive.digest"))"
   echo "$archive"
   exit 0
@@ -112,6 +114,9 @@ source_url="https://github.com/crossover-dev/crossover"
 digest=$("$crane" digest "$ref")
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$work/oci" -cf "$archive.tmp" .
 mv "$archive.tmp" "$archive"
+# The same image as an unpacked layout, which `crane push` takes as it is.
+rm -rf "$layout"
+cp -r "$work/oci" "$layout"
 echo "$digest" >"$archive.digest"
 echo "$stamp" >"$archive.stamp"
 
