@@ -257,6 +257,15 @@ async fn the_chart_image_follows_app_version_and_its_crds_are_the_committed_ones
     );
     let without = render(&version, "crossover", &["crds.enabled=false"]);
     assert!(documents(&without, "CustomResourceDefinition").is_empty());
+    // kubectl explain tells a person what an InferencePool is, not kube-derive's placeholder.
+    install_crd().await;
+    let explain = kubectl(&["explain", "inferencepools.crossover.dev"]);
+    let text = stdout(&explain);
+    assert!(
+        text.contains("runs one model on vLLM") && !text.contains("Auto-generated"),
+        "kubectl explain: {text}{}",
+        stderr(&explain)
+    );
 }
 
 fn numbers_as_f64(v: &serde_json::Value) -> serde_json::Value {
