@@ -100,11 +100,21 @@ async fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((r.status().as_u16(), r.text().await.ok()?))
 }
 
-/// Puts the committed CRD back for whatever runs next, even when the test fails half way.
+/// Puts the committed CRD back for whatever runs next, even when the test fails half way, with no
+/// Helm release claiming it (the upgraded release keeps it on uninstall).
 struct RestoreCrd;
 
 impl Drop for RestoreCrd {
     fn drop(&mut self) {
+        let _ = kubectl(&[
+            "annotate",
+            "crd",
+            CRD,
+            "meta.helm.sh/release-name-",
+            "meta.helm.sh/release-namespace-",
+            "helm.sh/resource-policy-",
+        ]);
+        let _ = kubectl(&["label", "crd", CRD, "app.kubernetes.io/managed-by-"]);
         let crds = repo().join("crds");
         let _ = kubectl(&[
             "apply",
