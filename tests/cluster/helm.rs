@@ -129,7 +129,10 @@ pub const EVERYTHING_ON: &[&str] = &[
     "extraEnv[0].value=on",
     "image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
     "priorityClassName=",
-    "podDisruptionBudget.minAvailable=1",
+    "podDisruptionBudget.maxUnavailable=1",
+    "networkPolicy.enabled=true",
+    "networkPolicy.extraEgress[0].ports[0].port=9090",
+    "probeBindAddress=[::]",
 ];
 
 /// The rendered documents of `kind`, as JSON.
@@ -177,6 +180,7 @@ async fn the_chart_with_defaults_and_with_every_option_on_is_accepted_by_the_api
         "PodMonitor",
         "PrometheusRule",
         "ConfigMap",
+        "NetworkPolicy",
     ] {
         assert_eq!(documents(&rendered, kind).len(), 1, "one {kind}");
     }
