@@ -9,10 +9,11 @@ KUBECONFIG_LOCAL := $(CLUSTER_DIR)/kubeconfig
 build:
 	cargo build --bins
 
-## Regenerate the committed CRD from the Rust types (a test fails when it drifts). The chart
+## Regenerate the committed CRDs from the Rust types (a test fails when they drift). The chart
 ## renders its copies in files/crds/ as templates (crds.enabled), so `helm upgrade` upgrades them.
 crds:
-	cargo run -q --bin crossover -- crd > crds/inferencepools.crossover.dev.yaml
+	cargo run -q --bin crossover -- crd inferencepools > crds/inferencepools.crossover.dev.yaml
+	cargo run -q --bin crossover -- crd prometheussources > crds/prometheussources.crossover.dev.yaml
 	rm -f charts/crossover/files/crds/*.yaml
 	cp crds/*.yaml charts/crossover/files/crds/
 

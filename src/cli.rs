@@ -20,8 +20,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator against the cluster in KUBECONFIG (or in-cluster config).
     Run(RunArgs),
-    /// Print the InferencePool CustomResourceDefinition as YAML.
-    Crd,
+    /// Print crossover's CustomResourceDefinitions as YAML (both, or the one named).
+    Crd {
+        /// inferencepools or prometheussources (default: both, as one multi-document stream).
+        #[arg(value_parser = ["inferencepools", "prometheussources"])]
+        name: Option<String>,
+    },
     /// Price a pool manifest against the hosted API for a monthly token volume, with no cluster.
     Plan(crate::plan::PlanArgs),
     /// Replay a request trace through a model of the pool under crossover's policy and baselines.
@@ -96,14 +100,27 @@ pub struct RunArgs {
     /// A leader that has not renewed for this long loses the Lease to a standby.
     #[arg(long, env = "CROSSOVER_LEASE_DURATION_SECONDS", default_value_t = 15)]
     pub lease_duration_seconds: u64,
+    /// Namespace of the Secrets and ConfigMaps that PrometheusSources name (default:
+    /// POD_NAMESPACE, the operator's own, else "default").
+    #[arg(long, env = "CROSSOVER_SOURCE_NAMESPACE")]
+    pub source_namespace: Option<String>,
+    /// Let metrics reads reach link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10,
+    /// fd00:ec2::254, 100.100.100.200), refused by default.
+    #[arg(long, env = "CROSSOVER_ALLOW_LINK_LOCAL_METRICS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_link_local_metrics: bool,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd => match crate::api::crd_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
+        Command::Crd { name } => match crate::api::crds() {
+            Ok(crds) => {
+                let wanted = crds
+                    .iter()
+                    .filter(|(file, _)| name.as_ref().is_none_or(|n| file.starts_with(n.as_str())))
+                    .map(|(_, yaml)| yaml.as_str())
+                    .collect::<Vec<_>>();
+                print!("{}", wanted.join("---\n"));
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -185,7 +202,17 @@ fn run(args: RunArgs) -> ExitCode {
                 duration: std::time::Duration::from_secs(args.lease_duration_seconds.max(3)),
             }
         });
+        let observer = crate::controller::observe::ObserverOptions {
+            source_namespace: args
+                .source_namespace
+                .clone()
+                .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|s| !s.is_empty()))
+                .unwrap_or_else(|| "default".to_string()),
+            allow_link_local: args.allow_link_local_metrics,
+            ..Default::default()
+        };
         let opts = crate::controller::RunOptions {
+            observer,
             namespace: args.namespace,
             clock_offset: chrono::Duration::seconds(args.clock_offset_seconds),
             leader,

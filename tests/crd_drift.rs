@@ -5,18 +5,16 @@
 use kube::CustomResourceExt;
 
 #[test]
-fn committed_crd_matches_the_generated_one() {
-    let generated = crossover::api::crd_yaml().expect("CRD renders");
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/inferencepools.crossover.dev.yaml"
-    );
-    let committed = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert!(
-        committed == generated,
-        "{path} is stale: run `make crds` and commit the result (and if the schema gained or \
-         changed a field since the last release, bump api::CRD_SCHEMA_VERSION)"
-    );
+fn committed_crds_match_the_generated_ones() {
+    for (file, generated) in crossover::api::crds().expect("CRDs render") {
+        let path = format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR"));
+        let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(
+            committed == generated,
+            "{path} is stale: run `make crds` and commit the result (and if the schema gained or \
+             changed a field since the last release, bump api::CRD_SCHEMA_VERSION)"
+        );
+    }
 }
 
 #[test]
@@ -72,6 +70,13 @@ fn the_crd_says_which_schema_version_it_is() {
         conditions["x-kubernetes-list-map-keys"],
         serde_json::json!(["type"])
     );
+}
+
+#[test]
+fn prometheus_source_is_cluster_scoped() {
+    let crd = crossover::api::PrometheusSource::crd();
+    assert_eq!(crd.spec.scope, "Cluster");
+    assert_eq!(crd.spec.group, "crossover.dev");
 }
 
 #[test]

@@ -2,8 +2,10 @@
 //! children. Data types only; nothing here talks to a cluster.
 
 mod pool;
+pub mod source;
 
 pub use pool::*;
+pub use source::{PrometheusSource, PrometheusSourceSpec};
 
 /// API group of crossover's resources.
 pub const GROUP: &str = "crossover.dev";
@@ -21,7 +23,7 @@ pub const SCHEMA_VERSION_ANNOTATION: &str = "crossover.dev/schema-version";
 /// gains or changes a field: the API server silently prunes status fields an older CRD does not
 /// declare (the sizing history, month-to-date money), so an operator refuses to run against a CRD
 /// whose annotation is lower. CRDs from before the annotation count as version 0.
-pub const CRD_SCHEMA_VERSION: u32 = 1;
+pub const CRD_SCHEMA_VERSION: u32 = 2;
 
 /// The CRD this binary expects: the derived one, stamped with its schema version.
 pub fn crd()
@@ -35,9 +37,24 @@ pub fn crd()
     crd
 }
 
-/// The generated CRD as YAML, exactly what `crossover crd` prints and `crds/` holds.
+/// The generated InferencePool CRD as YAML, exactly what `crossover crd inferencepools` prints
+/// and `crds/` holds.
 pub fn crd_yaml() -> Result<String, serde_saphyr::ser_error::Error> {
     serde_saphyr::to_string(&crd())
+}
+
+/// The generated PrometheusSource CRD as YAML (`crossover crd prometheussources`).
+pub fn source_crd_yaml() -> Result<String, serde_saphyr::ser_error::Error> {
+    use kube::CustomResourceExt;
+    serde_saphyr::to_string(&PrometheusSource::crd())
+}
+
+/// Every CRD crossover defines: the file name under `crds/` and its YAML.
+pub fn crds() -> Result<Vec<(&'static str, String)>, serde_saphyr::ser_error::Error> {
+    Ok(vec![
+        ("inferencepools.crossover.dev.yaml", crd_yaml()?),
+        ("prometheussources.crossover.dev.yaml", source_crd_yaml()?),
+    ])
 }
 
 /// Converts crossover's clock type to the API's timestamp type (k8s-openapi uses jiff), in whole

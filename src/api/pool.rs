@@ -539,7 +539,7 @@ pub enum MetricsSource {
 /// Where load is read from.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.source != 'Prometheus' || has(self.prometheus)").message("spec.scaling.metrics.prometheus (url) is required when source is Prometheus"))]
+#[x_kube(validation = Rule::new("self.source != 'Prometheus' || has(self.prometheus)").message("spec.scaling.metrics.prometheus (url or sourceRef) is required when source is Prometheus"))]
 pub struct MetricsSpec {
     /// Scrape (default) reads each pod's /metrics; Prometheus queries a server.
     #[serde(default)]
@@ -550,26 +550,62 @@ pub struct MetricsSpec {
     pub prometheus: Option<PrometheusSpec>,
 }
 
-/// A Prometheus server to query.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PrometheusSpec {
-    /// Base URL of the Prometheus HTTP API, such as http://prometheus.monitoring:9090.
-    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("spec.scaling.metrics.prometheus.url must start with http:// or https://"))]
-    pub url: String,
+/// The message that refuses the removed per-pool token.
+pub const BEARER_TOKEN_SECRET_REMOVED: &str = "spec.scaling.metrics.prometheus.bearerTokenSecret is no longer accepted (a pool could send any Secret of its namespace to any URL): a cluster administrator defines a PrometheusSource with the URL and token, and the pool names it in spec.scaling.metrics.prometheus.sourceRef";
 
-    /// Secret key holding a bearer token for the server, in the pool's namespace.
+/// A Prometheus server to query: an administrator's `PrometheusSource` by name, or a plain URL
+/// that gets no credentials.
+///
+/// Series count for a pod only when their `instance` label is the pod's IP and their `namespace`
+/// and `pod` labels (when present) agree; the targets must be scraped with `honor_labels: false`
+/// for that to mean anything (see docs/SECURITY.md).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.url) != has(self.sourceRef)").message("spec.scaling.metrics.prometheus needs exactly one of url (no credentials) or sourceRef (a PrometheusSource an administrator defined)"))]
+#[x_kube(validation = Rule::new("!has(self.bearerTokenSecret)").message(BEARER_TOKEN_SECRET_REMOVED))]
+pub struct PrometheusSpec {
+    /// Base URL of a Prometheus HTTP API that needs no credentials, such as
+    /// http://prometheus.monitoring:9090. Servers that need a token or a private CA are defined by
+    /// an administrator as a PrometheusSource and named in sourceRef.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bearer_token_secret: Option<SecretKeyRef>,
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("spec.scaling.metrics.prometheus.url must start with http:// or https://"))]
+    #[x_kube(validation = Rule::new("!self.matches('^https?://[^/?#]*@')").message("spec.scaling.metrics.prometheus.url must not carry credentials (user:password@): ask an administrator for a PrometheusSource"))]
+    pub url: Option<String>,
+
+    /// A cluster-scoped PrometheusSource, defined by an administrator, with the URL, CA and token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ref: Option<SourceRef>,
+
+    /// PromQL label matchers added to every query, such as job="vllm" or cluster="east", to keep
+    /// other scrape jobs or clusters out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    #[x_kube(validation = Rule::new(crate::api::source::SELECTOR_RULE).message("spec.scaling.metrics.prometheus.selector must be PromQL label matchers such as job=\"vllm\",cluster=~\"east|west\""))]
+    pub selector: Option<String>,
+
+    /// Removed: refused with a message naming sourceRef. Kept in the schema only so that the API
+    /// server says so instead of silently dropping the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "removed_field_schema")]
+    pub bearer_token_secret: Option<serde_json::Value>,
 }
 
-/// A key in a Secret in the pool's namespace.
+fn removed_field_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let _ = generator;
+    schemars::json_schema!({
+        "description": "Removed: use sourceRef.",
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// A PrometheusSource by name.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct SecretKeyRef {
-    /// Secret name.
+pub struct SourceRef {
+    /// The PrometheusSource's name.
+    #[schemars(length(max = 253))]
     pub name: String,
-    /// Key within the Secret.
-    pub key: String,
 }
 
 /// What the pool costs.
@@ -744,6 +780,29 @@ pub struct LoadStatus {
     /// Input tokens/s one replica achieved while saturated, smoothed (learned capacity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learned_input_tokens_per_second: Option<f64>,
+    /// Each pod's token counters at the last reading counted into the month-to-date, so a
+    /// restarted or newly elected operator counts the exact increments across its own gap. At
+    /// most 64 pods (by name); a larger pool's other pods resume one interval later.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baselines: Vec<CounterBaseline>,
+}
+
+/// One pod's token counters as of one sample, summed over its series.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CounterBaseline {
+    /// The pod's name.
+    pub pod: String,
+    /// When the sample was taken (Prometheus: the sample's own time), Unix milliseconds.
+    pub sampled_at_unix_ms: i64,
+    /// The vLLM process's start time when it exposes `process_start_time_seconds`: a different
+    /// value later proves a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_start_unix_seconds: Option<f64>,
+    /// `vllm:prompt_tokens_total`, summed over series.
+    pub input_tokens: f64,
+    /// `vllm:generation_tokens_total`, summed over series.
+    pub output_tokens: f64,
 }
 
 /// One past recommendation, kept for the stabilization windows.

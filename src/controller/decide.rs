@@ -93,7 +93,10 @@ pub fn decide(inp: &Inputs) -> Plan {
     s.cost = money.cost;
     events.extend(money.events);
 
-    if matches!(inp.outcome, Outcome::Fresh(_) | Outcome::Missing(_)) {
+    if matches!(
+        inp.outcome,
+        Outcome::Fresh(_) | Outcome::Missing(_) | Outcome::Misconfigured { .. }
+    ) {
         let (verdict, note) = judge(inp, &prev, observation, utilization, replicas.desired);
         events.extend(note);
         s.provisioning = Some(verdict);
@@ -139,7 +142,10 @@ fn size(inp: &Inputs, prev: &InferencePoolStatus, observation: Option<&Observati
         .unwrap_or(min);
     let decision = matches!(
         inp.outcome,
-        Outcome::Fresh(_) | Outcome::Missing(_) | Outcome::NotServing(_)
+        Outcome::Fresh(_)
+            | Outcome::Missing(_)
+            | Outcome::Misconfigured { .. }
+            | Outcome::NotServing(_)
     )
     .then(|| {
         let input = SizingInput {
@@ -267,16 +273,20 @@ fn set_conditions(
             .find(|c| c.type_ == status::METRICS_AVAILABLE)
             .is_none_or(|c| c.status == "True");
         // One Warning when data that should be there goes missing; a starting pool is no fault.
-        if !update.is_true()
-            && was_true
-            && matches!(update.reason.as_str(), "NoData" | "PartialData")
-        {
+        let missing = matches!(
+            inp.outcome,
+            Outcome::Missing(_) | Outcome::Misconfigured { .. }
+        ) || update.reason == "PartialData";
+        if !update.is_true() && was_true && missing {
             events.push(Note {
                 type_: EventType::Warning,
                 reason: "MetricsUnavailable",
                 message: format!("{}; holding at {desired} replicas", update.message),
             });
         }
+        status::set_condition(&mut s.conditions, update, generation, inp.now);
+    }
+    if let Some(update) = scrape_interval_condition(inp.outcome, inp.pool.spec.scaling.interval_seconds) {
         status::set_condition(&mut s.conditions, update, generation, inp.now);
     }
     if let Some(c) = &s.cost {
@@ -362,6 +372,7 @@ fn update_load(
             sustained,
         ),
         learned_input_tokens_per_second: prev.learned_input_tokens_per_second,
+        baselines: obs.baselines.clone(),
     });
 }
 
@@ -404,9 +415,13 @@ fn metrics_condition(
             false,
             "PartialData",
             format!(
-                "{} of {} Ready pods reported; the pool is not scaled down on partial data{}",
+                "{} of {} Ready pods reported{}; the pool is not scaled down on partial data{}",
                 o.pods_observed,
                 o.pods_expected,
+                o.rejected
+                    .as_ref()
+                    .map(|r| format!(" (kept out as missing data: {r})"))
+                    .unwrap_or_default(),
                 held.map(|h| format!(" ({h})")).unwrap_or_default()
             ),
         )),
@@ -416,6 +431,14 @@ fn metrics_condition(
             "NoData",
             format!("{why}; the pool is held at its size"),
         )),
+        Outcome::Misconfigured { reason, message } => Some(ConditionUpdate::new(
+            status::METRICS_AVAILABLE,
+            false,
+            reason,
+            format!("{message}; the pool is held at its size"),
+        )),
+        // Prometheus has not scraped since the last reading: nothing changed, nothing to say.
+        Outcome::NoNewData { .. } => None,
         Outcome::NotServing(why) => Some(ConditionUpdate::new(
             status::METRICS_AVAILABLE,
             false,
@@ -436,6 +459,30 @@ fn metrics_condition(
         }
         _ => None,
     }
+}
+
+/// Whether the pool's interval is at least the source's scrape interval: shorter, every other
+/// reading (or more) has nothing new, so decisions come later than the interval promises.
+fn scrape_interval_condition(outcome: &Outcome, interval_seconds: i32) -> Option<ConditionUpdate> {
+    let scrape = outcome.scrape_interval_seconds()?.round();
+    let interval = f64::from(interval_seconds);
+    Some(if interval + 0.5 >= scrape {
+        ConditionUpdate::new(
+            status::SCRAPE_INTERVAL_ALIGNED,
+            true,
+            "ScrapeKeepsUp",
+            format!("Prometheus scrapes the pods every {scrape:.0} s, at least once per spec.scaling.intervalSeconds ({interval_seconds} s)"),
+        )
+    } else {
+        ConditionUpdate::new(
+            status::SCRAPE_INTERVAL_ALIGNED,
+            false,
+            "IntervalShorterThanScrape",
+            format!(
+                "Prometheus scrapes the pods every {scrape:.0} s but spec.scaling.intervalSeconds is {interval_seconds}: readings without a new sample are skipped, so the pool reacts every {scrape:.0} s at best; set intervalSeconds to {scrape:.0} or more"
+            ),
+        )
+    })
 }
 
 fn cost_message(c: &CostStatus) -> String {

@@ -156,6 +156,8 @@ pub struct RunOptions {
     pub leader: Option<leader::LeaseConfig>,
     /// Readiness and metrics, served by `crate::ops`.
     pub ops: Arc<crate::ops::Ops>,
+    /// How metrics are read (source namespace, address policy).
+    pub observer: observe::ObserverOptions,
 }
 
 /// Resolves on SIGTERM (what the kubelet sends) or Ctrl-C.
@@ -251,14 +253,24 @@ async fn run_controller(client: Client, opts: RunOptions) -> anyhow::Result<()> 
     )
     .default_backoff()
     .touched_objects()
-    .for_each(|_| futures::future::ready(()));
+    .for_each(|event| {
+        // A pod watch that cannot list or watch leaves the cache stale: say so.
+        if let Err(e) = event {
+            warn!(error = %e, "the pod watch failed; retrying with backoff");
+        }
+        futures::future::ready(())
+    });
     tokio::spawn(pod_watch);
+    // Completeness is judged against the pod cache: never reconcile on an empty one.
+    if pod_store.wait_until_ready().await.is_err() {
+        anyhow::bail!("the pod watch stopped before its first list");
+    }
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         clock: system_clock(opts.clock_offset),
         pods: pod_store,
-        observer: observe::Observer::default(),
+        observer: observe::Observer::new(opts.observer.clone()),
         failures: Failures::default(),
         ops: opts.ops.clone(),
     });

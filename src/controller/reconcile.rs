@@ -48,7 +48,7 @@ pub async fn reconcile(
     let outcome = match &children.deployment {
         Some(_) => {
             ctx.observer
-                .observe(&ctx.client, &ctx.pods, pool, interval)
+                .observe(&ctx.client, &ctx.pods, pool, interval, ready_replicas)
                 .await
         }
         None => Outcome::NotServing("the Deployment does not exist yet".into()),

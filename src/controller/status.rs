@@ -20,6 +20,8 @@ pub const RECONCILED: &str = "Reconciled";
 /// Longest condition message written: kubectl describe stays readable and a hostile or verbose
 /// API error cannot bloat the status.
 pub const MAX_MESSAGE_CHARS: usize = 1024;
+/// True when the metrics source refreshes at least once per pool interval (Prometheus mode).
+pub const SCRAPE_INTERVAL_ALIGNED: &str = "ScrapeIntervalAligned";
 
 /// A condition as the reconciler decides it; timestamps are filled in by [`set_condition`].
 #[derive(Debug, Clone, PartialEq)]

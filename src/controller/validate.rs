@@ -112,6 +112,23 @@ pub fn validate_spec(spec: &InferencePoolSpec) -> Result<(), InvalidSpec> {
     if spec.pod.run_as_user < 1 {
         return fail("spec.pod.runAsUser must be a non-root user ID (1 or more)".into());
     }
+    if let Some(p) = &spec.scaling.metrics.prometheus {
+        if p.bearer_token_secret.is_some() {
+            return Err(InvalidSpec(crate::api::BEARER_TOKEN_SECRET_REMOVED.into()));
+        }
+        if p.url.is_some() == p.source_ref.is_some() {
+            return fail(
+                "spec.scaling.metrics.prometheus needs exactly one of url (no credentials) or sourceRef (a PrometheusSource an administrator defined)".into(),
+            );
+        }
+        if let Some(sel) = &p.selector
+            && let Err(why) = crate::load::prometheus::check_selector(sel)
+        {
+            return Err(InvalidSpec(format!(
+                "spec.scaling.metrics.prometheus.selector must be PromQL label matchers such as job=\"vllm\": {why}"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -164,6 +181,18 @@ mod tests {
             (
                 "model: m\ngpu: {count: 0}\ncost: {replicaHourlyUsd: 1}",
                 "gpu.count",
+            ),
+            (
+                "model: m\ncost: {replicaHourlyUsd: 1}\nscaling: {metrics: {source: Prometheus, prometheus: {url: 'http://p', bearerTokenSecret: {name: s, key: k}}}}",
+                "sourceRef",
+            ),
+            (
+                "model: m\ncost: {replicaHourlyUsd: 1}\nscaling: {metrics: {source: Prometheus, prometheus: {url: 'http://p', sourceRef: {name: s}}}}",
+                "exactly one of url",
+            ),
+            (
+                "model: m\ncost: {replicaHourlyUsd: 1}\nscaling: {metrics: {source: Prometheus, prometheus: {url: 'http://p', selector: 'job=vllm'}}}",
+                "selector",
             ),
         ];
         for (yaml, want) in cases {

@@ -1,13 +1,35 @@
-//! Turns two snapshots of a pool's pods into an `Observation`: counter rates over the interval,
-//! current gauges, and TTFT quantiles from histogram bucket deltas. Pure, shared by scrape mode,
-//! Prometheus mode and the simulator.
+//! Turns each pod's baseline and its current sample into an `Observation`: the exact counter
+//! increments since the baseline (for the money), rates over the pod's own elapsed time (for
+//! sizing), current gauges, and TTFT quantiles from histogram bucket deltas. Pure, shared by
+//! scrape mode, Prometheus mode and the tests.
+//!
+//! The rules, pod by pod (a pod's baseline is where its next increment is measured from):
+//! - **No new sample** (Prometheus has not scraped it since): the baseline stays; the pod's rates
+//!   from its last advance stand in while its sample is current, so a scrape slower than the
+//!   pool's interval never reads as zero load.
+//! - **Malformed** (NaN-free but infinite or negative values) or **implausible** (an increase, or a
+//!   "reset" to a value, beyond what one replica could serve in the elapsed time at
+//!   `Limits`): missing data. The baseline stays, so a one-off glitch costs nothing; after
+//!   `MAX_REJECTIONS` in a row the pod is measured afresh from its current sample (a lasting shift,
+//!   such as a relabelled series) and the skipped span is reported unaccounted.
+//! - **Counters** are compared series by series. A series below its baseline is a reset (counted
+//!   from zero) unless `process_start_time_seconds` says the process did not restart, in which
+//!   case it is a glitch (missing data). A series that appears counts from the next reading, one
+//!   that disappears stops counting: neither is a spike.
+//! - **A pod without a baseline** counts from zero when its process started after the pool was last
+//!   observed (all its counters accrued since); otherwise from its current sample, and the span
+//!   since the pool was last observed is reported unaccounted.
+//! - **Persisted baselines** (status, per-pod sums): when the baseline in memory is not the one in
+//!   status (a restart, a failover, or a status write that failed), tokens are counted from the
+//!   persisted one, so whatever month-to-date status holds, it gains each token exactly once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
 use super::Observation;
-use super::parse::{Histogram, Reading};
+use super::parse::{Histogram, Reading, Series};
+use crate::api::CounterBaseline;
 
 /// One pod's reading and when it was taken (for Prometheus, the sample's own timestamp).
 #[derive(Clone, Debug, PartialEq)]
@@ -19,89 +41,607 @@ pub struct PodReading {
 /// A pool's pods that answered, by pod name. Pods that failed to answer are absent, never zeros.
 pub type PoolReading = BTreeMap<String, PodReading>;
 
-/// The pool's load between `prev` and `cur`.
-///
-/// - Gauges (running, waiting, KV cache) come from every pod in `cur`, including pods new this
-///   interval: they only add load, which is the safe direction.
-/// - Rates and TTFT come from pods present in both readings, each over its own elapsed time, then
-///   summed. A counter below its previous value means the pod restarted: its value is the increase.
-/// - `pods_observed` counts only pods that contributed rates: present in both readings, time moved
-///   forward, and both token counters present. A pod that just appeared (no previous reading) is
-///   therefore not observed yet, so the observation is incomplete for one interval and cannot
-///   shrink the pool on a token rate that is missing that pod's share.
-/// - Pods in `prev` but not in `cur` contribute nothing; if they should have answered the caller's
-///   `pods_expected` makes the observation incomplete.
-pub fn derive(prev: &PoolReading, cur: &PoolReading, pods_expected: u32) -> Observation {
+/// Readings in a row kept out as implausible before a pod is measured afresh.
+pub const MAX_REJECTIONS: u32 = 3;
+/// Pods whose baselines are persisted in status (by name): enough for nearly every pool, and a
+/// bound on the status size (about 130 bytes each).
+pub const MAX_PERSISTED_BASELINES: usize = 64;
+/// How much more than its capacity a replica may appear to serve before the reading is judged
+/// missing data rather than load. Capacity in the spec is what a replica serves *at the target
+/// latency*; a saturated replica with large batches serves more, two to three times in vLLM
+/// benchmarks. Four times leaves room for that and for a conservative figure, while a glitch
+/// (1e18), a lifetime counter read as one interval, or a duplicated target is far beyond it.
+pub const PLAUSIBILITY_MARGIN: f64 = 4.0;
+/// Ceilings per pod when no capacity is configured or learned: no GPU server produces this much,
+/// so only glitches exceed them. Prefill is far faster than decode (and prefix-cache hits count).
+pub const MAX_OUTPUT_TOKENS_PER_SECOND: f64 = 1e6;
+pub const MAX_INPUT_TOKENS_PER_SECOND: f64 = 1e7;
+
+/// The most tokens per second one pod can have served.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Limits {
+    pub input_tokens_per_second: f64,
+    pub output_tokens_per_second: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            input_tokens_per_second: MAX_INPUT_TOKENS_PER_SECOND,
+            output_tokens_per_second: MAX_OUTPUT_TOKENS_PER_SECOND,
+        }
+    }
+}
+
+impl Limits {
+    /// `PLAUSIBILITY_MARGIN` times one replica's capacity (configured or learned), within the
+    /// absolute ceilings.
+    pub fn for_capacity(input: Option<f64>, output: Option<f64>) -> Self {
+        let bound = |c: Option<f64>, ceiling: f64| {
+            c.filter(|c| c.is_finite() && *c > 0.0)
+                .map_or(ceiling, |c| (c * PLAUSIBILITY_MARGIN).min(ceiling))
+        };
+        Self {
+            input_tokens_per_second: bound(input, MAX_INPUT_TOKENS_PER_SECOND),
+            output_tokens_per_second: bound(output, MAX_OUTPUT_TOKENS_PER_SECOND),
+        }
+    }
+}
+
+/// A pod's rates over its last advance.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct PodRates {
+    pub input_tokens_per_second: f64,
+    pub output_tokens_per_second: f64,
+    pub requests_per_second: f64,
+}
+
+/// What a pod's next reading is measured from, kept in memory, series by series.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Baseline {
+    pub sample: PodReading,
+    /// Rates over the advance that produced this baseline (None when it is the pod's first).
+    pub rates: Option<PodRates>,
+    /// Readings in a row kept out as implausible since this baseline was taken.
+    pub rejected: u32,
+}
+
+/// Everything `derive` reads.
+pub struct DeriveInput<'a> {
+    /// Baselines in memory, by pod.
+    pub baselines: &'a BTreeMap<String, Baseline>,
+    /// Baselines persisted in status (what month-to-date has counted up to).
+    pub saved: &'a [CounterBaseline],
+    /// The serving pods that answered.
+    pub current: &'a PoolReading,
+    /// Pods that still exist for the pool: other pods' baselines are dropped.
+    pub keep: &'a BTreeSet<String>,
+    /// Pods that should have answered (the larger of the serving pods and ready replicas).
+    pub pods_expected: u32,
+    /// When the pool was last observed (or created): a pod whose process started later has
+    /// served only since then.
+    pub known_since: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+    /// Rates are taken over at most this span; older baselines give tokens only.
+    pub rate_span: chrono::Duration,
+    /// A sample older than this is no longer current: its rates do not stand in.
+    pub fresh_for: chrono::Duration,
+    pub limits: Limits,
+}
+
+/// What `derive` gives.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Derived {
+    pub observation: Observation,
+    /// The baselines to keep in memory for the next reading.
+    pub baselines: BTreeMap<String, Baseline>,
+    /// Pods whose sample moved since their baseline.
+    pub pods_advanced: u32,
+    /// Pods whose increment was counted (advanced, or counted from zero).
+    pub pods_counted: u32,
+    /// Pods whose reading was kept out as malformed or implausible.
+    pub pods_rejected: u32,
+}
+
+/// What happened to one pod.
+enum Step {
+    /// Counted: tokens (and rates unless the baseline was too old or absent).
+    Counted(Counted),
+    /// No new sample since the baseline; the carried rates, when still current.
+    Stale(Option<PodRates>),
+    /// Kept out; the reason for the condition message.
+    Rejected(&'static str),
+}
+
+struct Counted {
+    input_tokens: f64,
+    output_tokens: f64,
+    unaccounted_seconds: f64,
+    rates: Option<PodRates>,
+    ttft: Option<Histogram>,
+    generation: Option<Histogram>,
+    /// No baseline: a first sight of the pod (its rates count from the next reading).
+    new: bool,
+}
+
+pub fn derive(inp: &DeriveInput) -> Derived {
     let mut obs = Observation {
-        pods_expected,
+        pods_expected: inp.pods_expected,
         ..Observation::default()
     };
+    let saved: BTreeMap<&str, &CounterBaseline> =
+        inp.saved.iter().map(|b| (b.pod.as_str(), b)).collect();
+    let mut next: BTreeMap<String, Baseline> = BTreeMap::new();
+    let mut persisted: BTreeMap<String, CounterBaseline> = BTreeMap::new();
+    let (mut advanced, mut counted, mut rejected) = (0, 0, 0);
     let mut ttft = Histogram::default();
-    let mut gen_sum = 0.0;
-    let mut gen_count = 0.0;
+    let (mut gen_sum, mut gen_count) = (0.0, 0.0);
+    let mut covered_from: Option<DateTime<Utc>> = None;
 
-    for (pod, now) in cur {
-        let r = &now.reading;
+    for (pod, cur) in inp.current {
+        let base = inp.baselines.get(pod);
+        let saved = saved.get(pod.as_str()).copied();
+        if let Some(why) = malformed(&cur.reading) {
+            rejected += 1;
+            obs.rejected.get_or_insert_with(|| format!("{pod}: {why}"));
+            keep_old(pod, base, saved, &mut next, &mut persisted);
+            continue;
+        }
+        let r = &cur.reading;
         obs.requests_running += r.requests_running.unwrap_or(0.0);
         obs.requests_waiting += r.requests_waiting.unwrap_or(0.0);
         obs.kv_cache_usage = obs.kv_cache_usage.max(r.kv_cache_usage.unwrap_or(0.0));
 
-        let Some(before) = prev.get(pod) else {
-            obs.pods_new += 1;
+        match step(inp, base, saved, cur) {
+            Step::Stale(rates) => {
+                let current = inp.now - cur.at <= inp.fresh_for;
+                if let (Some(rates), true) = (rates, current) {
+                    add_rates(&mut obs, &rates);
+                    obs.pods_observed += 1;
+                }
+                keep_old(pod, base, saved, &mut next, &mut persisted);
+            }
+            Step::Rejected(why) => {
+                rejected += 1;
+                obs.rejected.get_or_insert_with(|| format!("{pod}: {why}"));
+                let strikes = base.map_or(1, |b| b.rejected + 1);
+                if strikes >= MAX_REJECTIONS {
+                    // A lasting shift, not a glitch: measure afresh from here, and say what was lost.
+                    let since = base.map(|b| b.sample.at).unwrap_or(inp.known_since);
+                    obs.unaccounted_seconds += seconds(since, cur.at);
+                    let fresh = Baseline {
+                        sample: cur.clone(),
+                        rates: None,
+                        rejected: 0,
+                    };
+                    persisted.insert(pod.clone(), persist(pod, &fresh.sample));
+                    next.insert(pod.clone(), fresh);
+                } else {
+                    keep_old(pod, base, saved, &mut next, &mut persisted);
+                    // A pod never counted has no baseline to strike against: it is measured from
+                    // zero again next time, against a later `known_since`.
+                    if let Some(b) = next.get_mut(pod) {
+                        b.rejected = strikes;
+                    }
+                }
+            }
+            Step::Counted(c) => {
+                counted += 1;
+                if !c.new {
+                    advanced += 1;
+                }
+                let from = base
+                    .map(|b| b.sample.at)
+                    .or_else(|| saved.map(saved_at))
+                    .unwrap_or(inp.known_since);
+                covered_from = Some(covered_from.map_or(from, |f| f.min(from)));
+                obs.input_tokens += c.input_tokens;
+                obs.output_tokens += c.output_tokens;
+                obs.unaccounted_seconds += c.unaccounted_seconds;
+                match &c.rates {
+                    Some(rates) => {
+                        add_rates(&mut obs, rates);
+                        obs.pods_observed += 1;
+                    }
+                    None if c.new => obs.pods_new += 1,
+                    None => {}
+                }
+                if let Some(h) = &c.ttft {
+                    ttft.add(h);
+                }
+                if let Some(Histogram {
+                    sum: Some(s),
+                    count: Some(n),
+                    ..
+                }) = &c.generation
+                {
+                    gen_sum += s;
+                    gen_count += n;
+                }
+                let fresh = Baseline {
+                    sample: cur.clone(),
+                    rates: c.rates,
+                    rejected: 0,
+                };
+                persisted.insert(pod.clone(), persist(pod, &fresh.sample));
+                next.insert(pod.clone(), fresh);
+            }
+        }
+    }
+
+    // Pods that did not answer keep their baselines (their tokens count when they answer again);
+    // pods that are gone take theirs with them, and what they served since is lost.
+    for (pod, b) in inp.baselines {
+        if inp.current.contains_key(pod) {
             continue;
-        };
-        let elapsed_seconds = (now.at - before.at).as_seconds_f64();
-        if elapsed_seconds <= 0.0 {
-            continue;
         }
-        let p = &before.reading;
-        let (Some(input), Some(output)) = (
-            counter_increase(p.prompt_tokens_total, r.prompt_tokens_total),
-            counter_increase(p.generation_tokens_total, r.generation_tokens_total),
-        ) else {
-            continue;
-        };
-        obs.pods_observed += 1;
-        obs.input_tokens += input;
-        obs.output_tokens += output;
-        obs.covered_seconds = obs.covered_seconds.max(elapsed_seconds);
-        obs.input_tokens_per_second += input / elapsed_seconds;
-        obs.output_tokens_per_second += output / elapsed_seconds;
-        if let Some(done) = counter_increase(p.request_success_total, r.request_success_total) {
-            obs.requests_per_second += done / elapsed_seconds;
+        if inp.keep.contains(pod) {
+            next.insert(pod.clone(), b.clone());
+        } else {
+            obs.unaccounted_seconds += seconds(b.sample.at, inp.now).min(seconds_of(inp.fresh_for));
         }
-        if let Some(d) = histogram_increase(
-            p.time_to_first_token_seconds.as_ref(),
-            r.time_to_first_token_seconds.as_ref(),
-        ) {
-            ttft.add(&d);
+    }
+    for b in inp.saved {
+        if !inp.current.contains_key(&b.pod) && inp.keep.contains(&b.pod) {
+            persisted.entry(b.pod.clone()).or_insert_with(|| b.clone());
         }
-        if let Some(d) = histogram_increase(
-            p.request_generation_tokens.as_ref(),
-            r.request_generation_tokens.as_ref(),
-        ) && let (Some(s), Some(c)) = (d.sum, d.count)
-        {
-            gen_sum += s;
-            gen_count += c;
-        }
+    }
+    for (pod, b) in &next {
+        persisted
+            .entry(pod.clone())
+            .or_insert_with(|| persist(pod, &b.sample));
     }
 
     obs.ttft_p50_seconds = histogram_quantile(0.5, &ttft.buckets);
     obs.ttft_p90_seconds = histogram_quantile(0.9, &ttft.buckets);
     obs.mean_output_tokens_per_request = (gen_count > 0.0).then(|| gen_sum / gen_count);
-    obs
+    obs.covered_seconds = covered_from.map_or(0.0, |from| seconds(from, inp.now));
+    obs.baselines = persisted
+        .into_values()
+        .take(MAX_PERSISTED_BASELINES)
+        .collect();
+    Derived {
+        observation: obs,
+        baselines: next,
+        pods_advanced: advanced,
+        pods_counted: counted,
+        pods_rejected: rejected,
+    }
 }
 
-/// The increase of a counter; a drop means the process restarted and counted from zero since.
-fn counter_increase(prev: Option<f64>, cur: Option<f64>) -> Option<f64> {
-    let (p, c) = (prev?, cur?);
-    Some(if c >= p { c - p } else { c })
+fn add_rates(obs: &mut Observation, r: &PodRates) {
+    obs.input_tokens_per_second += r.input_tokens_per_second;
+    obs.output_tokens_per_second += r.output_tokens_per_second;
+    obs.requests_per_second += r.requests_per_second;
+}
+
+/// Keeps a pod's baselines as they were (nothing of its current sample is counted).
+fn keep_old(
+    pod: &str,
+    base: Option<&Baseline>,
+    saved: Option<&CounterBaseline>,
+    next: &mut BTreeMap<String, Baseline>,
+    persisted: &mut BTreeMap<String, CounterBaseline>,
+) {
+    if let Some(b) = base {
+        next.insert(pod.to_string(), b.clone());
+    }
+    if let Some(s) = saved {
+        persisted.insert(pod.to_string(), s.clone());
+    }
+}
+
+fn persist(pod: &str, s: &PodReading) -> CounterBaseline {
+    CounterBaseline {
+        pod: pod.to_string(),
+        sampled_at_unix_ms: s.at.timestamp_millis(),
+        process_start_unix_seconds: s.reading.process_start_time_seconds,
+        input_tokens: s.reading.prompt_tokens_total().unwrap_or(0.0),
+        output_tokens: s.reading.generation_tokens_total().unwrap_or(0.0),
+    }
+}
+
+fn saved_at(s: &CounterBaseline) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(s.sampled_at_unix_ms).unwrap_or_default()
+}
+
+fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    ((to - from).num_milliseconds() as f64 / 1000.0).max(0.0)
+}
+
+fn seconds_of(d: chrono::Duration) -> f64 {
+    d.num_milliseconds() as f64 / 1000.0
+}
+
+/// The first value no vLLM could report (infinite or negative; NaN was dropped as absent).
+fn malformed(r: &Reading) -> Option<&'static str> {
+    let bad = |v: f64| !v.is_finite() || v < 0.0;
+    let bad_series = |s: &Series| s.values().any(|v| bad(*v));
+    let bad_hist = |h: &BTreeMap<String, Histogram>| {
+        h.values().any(|h| {
+            h.buckets.iter().any(|(_, n)| bad(*n))
+                || h.sum.is_some_and(bad)
+                || h.count.is_some_and(bad)
+        })
+    };
+    [
+        ("running requests", r.requests_running.is_some_and(bad)),
+        ("waiting requests", r.requests_waiting.is_some_and(bad)),
+        ("KV-cache use", r.kv_cache_usage.is_some_and(bad)),
+        ("prompt token counter", bad_series(&r.prompt_tokens)),
+        ("generation token counter", bad_series(&r.generation_tokens)),
+        ("request counter", bad_series(&r.request_success)),
+        ("TTFT histogram", bad_hist(&r.time_to_first_token_seconds)),
+        (
+            "output tokens histogram",
+            bad_hist(&r.request_generation_tokens),
+        ),
+        (
+            "process start time",
+            r.process_start_time_seconds.is_some_and(bad),
+        ),
+    ]
+    .into_iter()
+    .find(|(_, b)| *b)
+    .map(|(name, _)| name)
+}
+
+/// Whether the process restarted between two samples: `Some(true)` proven, `Some(false)` proven
+/// not (same start time), `None` when the pod does not say.
+fn restarted(before: Option<f64>, now: Option<f64>) -> Option<bool> {
+    let (b, n) = (before?, now?);
+    Some((n - b).abs() >= 1.0)
+}
+
+/// One counter family, series by series: the increase, and whether any series reset.
+/// `Err` when a series went down although the process provably did not restart.
+fn series_increase(
+    before: &Series,
+    now: &Series,
+    restart: Option<bool>,
+) -> Result<(f64, bool), &'static str> {
+    let mut total = 0.0;
+    let mut reset = false;
+    for (key, &c) in now {
+        if restart == Some(true) {
+            total += c;
+            continue;
+        }
+        match before.get(key) {
+            Some(&p) if c >= p => total += c - p,
+            Some(_) if restart == Some(false) => {
+                return Err("a counter went down although the process did not restart");
+            }
+            Some(_) => {
+                reset = true;
+                total += c;
+            }
+            // A series that appears counts from the next reading, never as a spike.
+            None => {}
+        }
+    }
+    Ok((total, reset || restart == Some(true)))
+}
+
+fn step(
+    inp: &DeriveInput,
+    base: Option<&Baseline>,
+    saved: Option<&CounterBaseline>,
+    cur: &PodReading,
+) -> Step {
+    let r = &cur.reading;
+    // Money is counted from the persisted baseline whenever it is not the one in memory.
+    let saved_behind = saved.filter(|s| {
+        base.is_none_or(|b| b.sample.at.timestamp_millis() != s.sampled_at_unix_ms)
+    });
+    if let Some(b) = base {
+        let elapsed = seconds(b.sample.at, cur.at);
+        if elapsed <= 0.0 {
+            return Step::Stale(b.rates.clone());
+        }
+        let mut c = match from_memory(inp, b, cur, elapsed) {
+            Ok(c) => c,
+            Err(why) => return Step::Rejected(why),
+        };
+        if let Some(s) = saved_behind {
+            // Tokens since the persisted baseline; the rates stay those of the last interval.
+            match from_saved(inp, s, cur) {
+                Ok(Some((i, o, lost))) => {
+                    c.input_tokens = i;
+                    c.output_tokens = o;
+                    c.unaccounted_seconds = lost;
+                }
+                Ok(None) => {}
+                Err(why) => return Step::Rejected(why),
+            }
+        }
+        return Step::Counted(c);
+    }
+    if let Some(s) = saved {
+        return match from_saved(inp, s, cur) {
+            Ok(Some((input_tokens, output_tokens, lost))) => Step::Counted(Counted {
+                input_tokens,
+                output_tokens,
+                unaccounted_seconds: lost,
+                // Rates over the operator's own gap would average it away: tokens only.
+                rates: None,
+                ttft: None,
+                generation: None,
+                new: true,
+            }),
+            Ok(None) => Step::Stale(None),
+            Err(why) => Step::Rejected(why),
+        };
+    }
+    // First sight of the pod.
+    let started = r
+        .process_start_time_seconds
+        .and_then(|s| DateTime::from_timestamp_millis((s * 1000.0) as i64));
+    let mut c = Counted {
+        input_tokens: 0.0,
+        output_tokens: 0.0,
+        unaccounted_seconds: 0.0,
+        rates: None,
+        ttft: None,
+        generation: None,
+        new: true,
+    };
+    match started {
+        Some(t) if t >= inp.known_since && t <= cur.at => {
+            // Everything it counted, it counted since the pool was last observed.
+            let (i, o) = (
+                r.prompt_tokens_total().unwrap_or(0.0),
+                r.generation_tokens_total().unwrap_or(0.0),
+            );
+            if !plausible(inp, i, o, seconds(t, cur.at)) {
+                return Step::Rejected("counters above what one replica serves since it started");
+            }
+            c.input_tokens = i;
+            c.output_tokens = o;
+        }
+        _ => c.unaccounted_seconds = seconds(inp.known_since, cur.at),
+    }
+    Step::Counted(c)
+}
+
+fn plausible(inp: &DeriveInput, input: f64, output: f64, elapsed: f64) -> bool {
+    // A second of slack for the sample times' precision.
+    let span = elapsed + 1.0;
+    input <= inp.limits.input_tokens_per_second * span
+        && output <= inp.limits.output_tokens_per_second * span
+}
+
+fn from_memory(
+    inp: &DeriveInput,
+    b: &Baseline,
+    cur: &PodReading,
+    elapsed: f64,
+) -> Result<Counted, &'static str> {
+    let (p, r) = (&b.sample.reading, &cur.reading);
+    let restart = restarted(p.process_start_time_seconds, r.process_start_time_seconds);
+    let (input, reset_in) = series_increase(&p.prompt_tokens, &r.prompt_tokens, restart)?;
+    let (output, reset_out) = series_increase(&p.generation_tokens, &r.generation_tokens, restart)?;
+    if !plausible(inp, input, output, elapsed) {
+        return Err(if reset_in || reset_out {
+            "a counter reset to more than one replica serves in the interval"
+        } else {
+            "an increase beyond what one replica serves in the interval"
+        });
+    }
+    // Requests are not bounded: they only feed requests/s, never money or capacity.
+    let done = series_increase(&p.request_success, &r.request_success, restart)
+        .map(|(n, _)| n)
+        .unwrap_or(0.0);
+    let lost = if reset_in || reset_out {
+        lost_to_restart(b.sample.at, cur, elapsed)
+    } else {
+        0.0
+    };
+    let rates = (elapsed <= seconds_of(inp.rate_span)).then(|| PodRates {
+        input_tokens_per_second: input / elapsed,
+        output_tokens_per_second: output / elapsed,
+        requests_per_second: done / elapsed,
+    });
+    let forced = restart == Some(true);
+    Ok(Counted {
+        input_tokens: input,
+        output_tokens: output,
+        unaccounted_seconds: lost,
+        ttft: rates.as_ref().and_then(|_| {
+            histograms_increase(
+                &p.time_to_first_token_seconds,
+                &r.time_to_first_token_seconds,
+                forced,
+            )
+        }),
+        generation: rates.as_ref().and_then(|_| {
+            histograms_increase(
+                &p.request_generation_tokens,
+                &r.request_generation_tokens,
+                forced,
+            )
+        }),
+        rates,
+        new: false,
+    })
+}
+
+/// Seconds between the baseline and a restart, whose tokens the old process took with it. With
+/// no start time to go by, the whole interval (an upper bound).
+fn lost_to_restart(baseline_at: DateTime<Utc>, cur: &PodReading, elapsed: f64) -> f64 {
+    match cur
+        .reading
+        .process_start_time_seconds
+        .and_then(|s| DateTime::from_timestamp_millis((s * 1000.0) as i64))
+    {
+        Some(started) => seconds(baseline_at, started).min(elapsed),
+        None => elapsed,
+    }
+}
+
+/// Tokens since a persisted baseline (per-pod sums): `None` when the sample did not move past it.
+fn from_saved(
+    inp: &DeriveInput,
+    s: &CounterBaseline,
+    cur: &PodReading,
+) -> Result<Option<(f64, f64, f64)>, &'static str> {
+    let at = saved_at(s);
+    let elapsed = seconds(at, cur.at);
+    if elapsed <= 0.0 {
+        return Ok(None);
+    }
+    let r = &cur.reading;
+    let restart = restarted(s.process_start_unix_seconds, r.process_start_time_seconds);
+    let (ci, co) = (
+        r.prompt_tokens_total().unwrap_or(0.0),
+        r.generation_tokens_total().unwrap_or(0.0),
+    );
+    let went_down = ci < s.input_tokens || co < s.output_tokens;
+    let (input, output, reset) = match restart {
+        Some(true) => (ci, co, true),
+        Some(false) if went_down => {
+            return Err("a counter went down although the process did not restart");
+        }
+        None if went_down => (ci, co, true),
+        _ => (ci - s.input_tokens, co - s.output_tokens, false),
+    };
+    if !plausible(inp, input, output, elapsed) {
+        return Err("an increase beyond what one replica serves since the last counted reading");
+    }
+    let lost = if reset {
+        lost_to_restart(at, cur, elapsed)
+    } else {
+        0.0
+    };
+    Ok(Some((input, output, lost)))
+}
+
+/// Histogram deltas series by series, summed. A series that went down reset (its current
+/// histogram is the increase); one that appeared counts from the next reading unless the process
+/// restarted (`forced`), when every series counts from zero.
+fn histograms_increase(
+    before: &BTreeMap<String, Histogram>,
+    now: &BTreeMap<String, Histogram>,
+    forced: bool,
+) -> Option<Histogram> {
+    let mut acc: Option<Histogram> = None;
+    for (key, c) in now {
+        let d = match before.get(key) {
+            _ if forced => c.clone(),
+            Some(p) => histogram_increase(p, c),
+            None => continue,
+        };
+        match acc.as_mut() {
+            Some(a) => a.add(&d),
+            None => acc = Some(d),
+        }
+    }
+    acc
 }
 
 /// Bucket-by-bucket increase. Any bucket, sum or count going down, or a changed bucket layout,
 /// means a restart: the current histogram is then the increase.
-fn histogram_increase(prev: Option<&Histogram>, cur: Option<&Histogram>) -> Option<Histogram> {
-    let (p, c) = (prev?, cur?);
+fn histogram_increase(p: &Histogram, c: &Histogram) -> Histogram {
     let same_layout = p.buckets.len() == c.buckets.len()
         && p.buckets.iter().zip(&c.buckets).all(|(a, b)| a.0 == b.0);
     let reset = !same_layout
@@ -109,10 +649,10 @@ fn histogram_increase(prev: Option<&Histogram>, cur: Option<&Histogram>) -> Opti
         || matches!((p.count, c.count), (Some(a), Some(b)) if b < a)
         || matches!((p.sum, c.sum), (Some(a), Some(b)) if b < a);
     if reset {
-        return Some(c.clone());
+        return c.clone();
     }
     let sub = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
-    Some(Histogram {
+    Histogram {
         buckets: p
             .buckets
             .iter()
@@ -121,7 +661,7 @@ fn histogram_increase(prev: Option<&Histogram>, cur: Option<&Histogram>) -> Opti
             .collect(),
         sum: sub(p.sum, c.sum),
         count: sub(p.count, c.count),
-    })
+    }
 }
 
 /// The `q` quantile of cumulative buckets `(le, count)` sorted by `le`, interpolated linearly within
@@ -161,230 +701,4 @@ pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::load::parse::parse_reading;
-
-    fn at(seconds: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_777_000_000 + seconds, 0).unwrap()
-    }
-
-    fn pool(pods: &[(&str, Reading, i64)]) -> PoolReading {
-        pods.iter()
-            .map(|(name, reading, t)| {
-                (
-                    name.to_string(),
-                    PodReading {
-                        reading: reading.clone(),
-                        at: at(*t),
-                    },
-                )
-            })
-            .collect()
-    }
-
-    fn ttft(buckets: &[(f64, f64)]) -> Histogram {
-        Histogram {
-            buckets: buckets.to_vec(),
-            sum: None,
-            count: buckets.last().map(|b| b.1),
-        }
-    }
-
-    #[test]
-    fn an_infinite_counter_makes_a_malformed_observation_not_load() {
-        let prev = pool(&[("a", counters(1000.0, 100.0, 10.0), 0)]);
-        let cur = pool(&[("a", counters(2000.0, f64::INFINITY, 20.0), 15)]);
-        let o = derive(&prev, &cur, 1);
-        assert_eq!(o.malformed(), Some("output tok/s"));
-        let sane = derive(&prev, &pool(&[("a", counters(2000.0, 400.0, 20.0), 15)]), 1);
-        assert_eq!(sane.malformed(), None);
-    }
-
-    fn counters(prompt: f64, generation: f64, success: f64) -> Reading {
-        Reading {
-            requests_running: Some(1.0),
-            requests_waiting: Some(0.0),
-            kv_cache_usage: Some(0.1),
-            prompt_tokens_total: Some(prompt),
-            generation_tokens_total: Some(generation),
-            request_success_total: Some(success),
-            ..Reading::default()
-        }
-    }
-
-    const INF: f64 = f64::INFINITY;
-
-    #[test]
-    fn rates_over_elapsed_seconds_summed_over_pods() {
-        let prev = pool(&[
-            ("a", counters(1000.0, 500.0, 10.0), 0),
-            ("b", counters(0.0, 0.0, 0.0), 5),
-        ]);
-        let cur = pool(&[
-            ("a", counters(2500.0, 800.0, 13.0), 15),
-            ("b", counters(1000.0, 200.0, 2.0), 15),
-        ]);
-        let o = derive(&prev, &cur, 2);
-        // a: 1500/15 in, 300/15 out, 3/15 rps; b: over 10 s, 1000/10 in, 200/10 out, 2/10 rps
-        assert!((o.input_tokens_per_second - (100.0 + 100.0)).abs() < 1e-9);
-        assert!((o.output_tokens_per_second - (20.0 + 20.0)).abs() < 1e-9);
-        assert!((o.requests_per_second - (0.2 + 0.2)).abs() < 1e-9);
-        assert_eq!(o.requests_running, 2.0);
-        assert_eq!((o.pods_observed, o.pods_expected), (2, 2));
-        assert!(o.is_complete());
-    }
-
-    #[test]
-    fn counter_reset_counts_value_since_restart() {
-        let prev = pool(&[("a", counters(10_000.0, 5_000.0, 100.0), 0)]);
-        let cur = pool(&[("a", counters(300.0, 150.0, 3.0), 10)]);
-        let o = derive(&prev, &cur, 1);
-        assert_eq!(o.input_tokens_per_second, 30.0);
-        assert_eq!(o.output_tokens_per_second, 15.0);
-        assert!((o.requests_per_second - 0.3).abs() < 1e-12);
-    }
-
-    #[test]
-    fn new_pod_adds_gauges_but_not_rates_and_marks_incomplete() {
-        let prev = pool(&[("a", counters(0.0, 0.0, 0.0), 0)]);
-        let mut fresh = counters(9_999.0, 9_999.0, 99.0);
-        fresh.requests_waiting = Some(4.0);
-        fresh.kv_cache_usage = Some(0.9);
-        let cur = pool(&[("a", counters(100.0, 100.0, 1.0), 10), ("b", fresh, 10)]);
-        let o = derive(&prev, &cur, 2);
-        assert_eq!(o.output_tokens_per_second, 10.0);
-        assert_eq!(o.requests_waiting, 4.0);
-        assert_eq!(o.kv_cache_usage, 0.9);
-        assert_eq!(o.pods_observed, 1);
-        assert!(!o.is_complete());
-    }
-
-    #[test]
-    fn vanished_pod_contributes_nothing() {
-        let prev = pool(&[
-            ("a", counters(0.0, 0.0, 0.0), 0),
-            ("gone", counters(0.0, 0.0, 0.0), 0),
-        ]);
-        let cur = pool(&[("a", counters(0.0, 50.0, 1.0), 10)]);
-        let o = derive(&prev, &cur, 1);
-        assert_eq!(o.output_tokens_per_second, 5.0);
-        assert_eq!(o.pods_observed, 1);
-        assert!(o.is_complete());
-        // ...but if it should have answered, the observation says so
-        assert!(!derive(&prev, &cur, 2).is_complete());
-    }
-
-    #[test]
-    fn missing_token_counters_mean_not_observed_not_idle() {
-        let prev = pool(&[("a", Reading::default(), 0)]);
-        let cur = pool(&[("a", Reading::default(), 10)]);
-        let o = derive(&prev, &cur, 1);
-        assert_eq!(o.pods_observed, 0);
-        assert!(!o.is_complete());
-        assert_eq!(o.ttft_p50_seconds, None);
-        assert_eq!(o.mean_output_tokens_per_request, None);
-    }
-
-    #[test]
-    fn first_reading_has_no_rates() {
-        let cur = pool(&[("a", counters(100.0, 100.0, 1.0), 10)]);
-        let o = derive(&PoolReading::new(), &cur, 1);
-        assert_eq!(o.pods_observed, 0);
-        assert_eq!(o.output_tokens_per_second, 0.0);
-        assert_eq!(o.requests_running, 1.0);
-    }
-
-    #[test]
-    fn quantiles_by_hand() {
-        // 10 observations: 2 in (0, 0.1], 6 in (0.1, 0.5], 2 in (0.5, 1]
-        let b = [(0.1, 2.0), (0.5, 8.0), (1.0, 10.0), (INF, 10.0)];
-        // p50: rank 5, bucket (0.1, 0.5] holds ranks 2..8: 0.1 + 0.4 * 3/6 = 0.3
-        assert!((histogram_quantile(0.5, &b).unwrap() - 0.3).abs() < 1e-12);
-        // p90: rank 9, bucket (0.5, 1] holds 8..10: 0.5 + 0.5 * 1/2 = 0.75
-        assert!((histogram_quantile(0.9, &b).unwrap() - 0.75).abs() < 1e-12);
-        // p10: rank 1 in the first bucket, lower bound 0: 0.1 * 1/2
-        assert!((histogram_quantile(0.1, &b).unwrap() - 0.05).abs() < 1e-12);
-        // rank in +Inf bucket: highest finite bound
-        assert_eq!(
-            histogram_quantile(0.9, &[(1.0, 1.0), (INF, 10.0)]),
-            Some(1.0)
-        );
-        assert_eq!(histogram_quantile(0.5, &[(1.0, 0.0), (INF, 0.0)]), None);
-        assert_eq!(histogram_quantile(0.5, &[(1.0, 3.0)]), None);
-    }
-
-    #[test]
-    fn ttft_quantiles_from_interval_deltas_summed_over_pods() {
-        let with = |h: Histogram| Reading {
-            time_to_first_token_seconds: Some(h),
-            ..counters(0.0, 0.0, 0.0)
-        };
-        // Before the interval: 1000 fast requests per pod. They must not dilute the interval.
-        let old = ttft(&[(0.1, 1000.0), (0.5, 1000.0), (1.0, 1000.0), (INF, 1000.0)]);
-        let prev = pool(&[("a", with(old.clone()), 0), ("b", with(old), 0)]);
-        // a adds 2 in (0,0.1] and 3 in (0.1,0.5]; b adds 3 in (0.1,0.5] and 2 in (0.5,1]
-        let a = ttft(&[(0.1, 1002.0), (0.5, 1005.0), (1.0, 1005.0), (INF, 1005.0)]);
-        let b = ttft(&[(0.1, 1000.0), (0.5, 1003.0), (1.0, 1005.0), (INF, 1005.0)]);
-        let cur = pool(&[("a", with(a), 10), ("b", with(b), 10)]);
-        let o = derive(&prev, &cur, 2);
-        // summed deltas: [(0.1,2),(0.5,8),(1,10),(Inf,10)] as in quantiles_by_hand
-        assert!((o.ttft_p50_seconds.unwrap() - 0.3).abs() < 1e-12);
-        assert!((o.ttft_p90_seconds.unwrap() - 0.75).abs() < 1e-12);
-    }
-
-    #[test]
-    fn histogram_reset_uses_current_buckets() {
-        let with = |h: Histogram| Reading {
-            time_to_first_token_seconds: Some(h),
-            ..counters(0.0, 0.0, 0.0)
-        };
-        let prev = pool(&[(
-            "a",
-            with(ttft(&[(0.1, 500.0), (1.0, 900.0), (INF, 1000.0)])),
-            0,
-        )]);
-        let cur = pool(&[("a", with(ttft(&[(0.1, 4.0), (1.0, 4.0), (INF, 4.0)])), 10)]);
-        let o = derive(&prev, &cur, 1);
-        assert!((o.ttft_p50_seconds.unwrap() - 0.05).abs() < 1e-12);
-    }
-
-    #[test]
-    fn mean_output_tokens_from_sum_and_count_deltas() {
-        let with = |sum: f64, count: f64| Reading {
-            request_generation_tokens: Some(Histogram {
-                buckets: vec![(INF, count)],
-                sum: Some(sum),
-                count: Some(count),
-            }),
-            ..counters(0.0, 0.0, 0.0)
-        };
-        let prev = pool(&[("a", with(1000.0, 10.0), 0), ("b", with(0.0, 0.0), 0)]);
-        let cur = pool(&[("a", with(1600.0, 12.0), 10), ("b", with(200.0, 2.0), 10)]);
-        // (600 + 200) / (2 + 2)
-        assert_eq!(
-            derive(&prev, &cur, 2).mean_output_tokens_per_request,
-            Some(200.0)
-        );
-        let idle = derive(&cur, &cur.clone(), 2);
-        assert_eq!(idle.mean_output_tokens_per_request, None);
-    }
-
-    #[test]
-    fn derive_from_real_format_fixtures() {
-        let base = parse_reading(include_str!("testdata/v1-two-engines.txt")).unwrap();
-        let mut later = base.clone();
-        later.generation_tokens_total = Some(9000.0 + 1500.0);
-        later.prompt_tokens_total = Some(30000.0 + 4500.0);
-        let prev = pool(&[("p", base, 0)]);
-        let cur = pool(&[("p", later, 15)]);
-        let o = derive(&prev, &cur, 1);
-        assert_eq!(o.output_tokens_per_second, 100.0);
-        assert_eq!(o.input_tokens_per_second, 300.0);
-        assert_eq!(o.requests_running, 12.0);
-        assert_eq!(o.requests_waiting, 3.0);
-        assert_eq!(o.kv_cache_usage, 0.5);
-        // no new requests in the interval: no TTFT to report, not a TTFT of zero
-        assert_eq!(o.ttft_p50_seconds, None);
-    }
-}
+mod tests;

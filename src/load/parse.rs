@@ -1,44 +1,64 @@
-//! Reads vLLM's Prometheus text exposition into a `Reading`: one pod's gauges, counters and the
-//! histograms sizing needs, summed over data-parallel engines and served model names. Pure: the
-//! scrape and Prometheus clients do the IO and hand text or samples here.
+//! Reads vLLM's Prometheus text exposition into a `Reading`: one pod's gauges, and its counters and
+//! histograms kept per series (engine, model_name, finished_reason, ...) so that a reset or a
+//! series coming and going is judged series by series, never on a sum. Pure: the scrape and
+//! Prometheus clients do the IO and hand bytes or samples here.
+//!
+//! The input may be hostile (any pool author picks the image behind /metrics), so the parser is a
+//! streaming one with caps: it reads line by line, keeps only the `vllm:` families the policy uses
+//! (and `process_start_time_seconds`), and refuses lines, series and histogram buckets beyond
+//! fixed bounds. Memory is bounded by the caps whatever the body's size; work is linear in it.
 //!
 //! A hand-written parser rather than `prometheus-parse` 0.2: that crate's name regex is `\w+`, so
 //! every `vllm:` series (colon in the name) is silently dropped, and it splits labels on `,` and `=`,
 //! which breaks label values such as model paths with commas or `=`. It also never reports errors.
 
+use std::collections::BTreeMap;
+
 use thiserror::Error;
 
-/// One line of exposition that is a sample: `name{labels} value [timestamp]`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sample {
-    pub name: String,
-    pub labels: Vec<(String, String)>,
-    pub value: f64,
-}
+/// The longest exposition line read; vLLM's are a few hundred bytes.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Distinct series kept per pod across the families used. One vLLM engine has about 40 (three
+/// gauges, two token counters, five finished reasons, 24 TTFT buckets, four sums and counts), so
+/// this allows some 50 engines and model names per pod.
+pub const MAX_SERIES: usize = 2048;
+/// Buckets per histogram series; vLLM's TTFT histogram has 24.
+pub const MAX_BUCKETS: usize = 64;
 
-impl Sample {
-    /// The value of label `name`, if the sample carries it.
-    pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
+/// Labels that say where a series was collected, not what it measures: two copies of a series
+/// that differ only in these are the same series scraped twice (two jobs, two Service endpoints).
+pub const IDENTITY_LABELS: &[&str] = &[
+    "job",
+    "instance",
+    "namespace",
+    "pod",
+    "service",
+    "endpoint",
+    "container",
+    "prometheus",
+    "prometheus_replica",
+];
 
-/// Why a /metrics body could not be read. `line` is 1-based.
+/// Why a /metrics body could not be read. `line` is 1-based. Messages never quote the body: it
+/// may be anything a pool author chose, and errors end up in status and Events.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum ParseError {
     #[error("line {line}: invalid metric name")]
     InvalidName { line: usize },
     #[error("line {line}: malformed labels: {reason}")]
     InvalidLabels { line: usize, reason: &'static str },
-    #[error("line {line}: invalid sample value {value:?}")]
-    InvalidValue { line: usize, value: String },
+    #[error("line {line}: invalid sample value")]
+    InvalidValue { line: usize },
     #[error("line {line}: invalid timestamp")]
     InvalidTimestamp { line: usize },
-    #[error("body is not UTF-8")]
-    NotUtf8,
+    #[error("line {line} is not UTF-8")]
+    NotUtf8 { line: usize },
+    #[error("line {line} is longer than {MAX_LINE_BYTES} bytes")]
+    LineTooLong { line: usize },
+    #[error("more than {MAX_SERIES} vLLM series")]
+    TooManySeries,
+    #[error("a histogram with more than {MAX_BUCKETS} buckets")]
+    TooManyBuckets,
 }
 
 impl ParseError {
@@ -49,7 +69,10 @@ impl ParseError {
             ParseError::InvalidLabels { .. } => "invalid_labels",
             ParseError::InvalidValue { .. } => "invalid_value",
             ParseError::InvalidTimestamp { .. } => "invalid_timestamp",
-            ParseError::NotUtf8 => "not_utf8",
+            ParseError::NotUtf8 { .. } => "not_utf8",
+            ParseError::LineTooLong { .. } => "line_too_long",
+            ParseError::TooManySeries => "too_many_series",
+            ParseError::TooManyBuckets => "too_many_buckets",
         }
     }
 }
@@ -64,29 +87,22 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    /// Adds another histogram's buckets (matched by `le`), sum and count: summing engines or pods.
+    /// Adds another histogram's buckets (matched by `le`), sum and count: summing series or pods.
     pub fn add(&mut self, other: &Histogram) {
         for &(le, n) in &other.buckets {
-            add_bucket(&mut self.buckets, le, n);
+            match find_bucket(&self.buckets, le) {
+                Ok(i) => self.buckets[i].1 += n,
+                Err(i) => self.buckets.insert(i, (le, n)),
+            }
         }
         self.sum = add_opt(self.sum, other.sum);
         self.count = add_opt(self.count, other.count);
     }
-
-    fn is_empty(&self) -> bool {
-        self.buckets.is_empty() && self.sum.is_none() && self.count.is_none()
-    }
 }
 
-fn add_bucket(buckets: &mut Vec<(f64, f64)>, le: f64, n: f64) {
-    // `le="1"` and `le="1.0"` are the same bucket: match on the parsed bound.
-    match buckets.iter_mut().find(|(b, _)| *b == le) {
-        Some((_, c)) => *c += n,
-        None => {
-            buckets.push((le, n));
-            buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        }
-    }
+/// Binary search on the parsed bound (`le="1"` and `le="1.0"` are the same bucket).
+fn find_bucket(buckets: &[(f64, f64)], le: f64) -> Result<usize, usize> {
+    buckets.binary_search_by(|(b, _)| b.total_cmp(&le))
 }
 
 fn add_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -97,8 +113,12 @@ fn add_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-/// A snapshot of one vLLM pod, summed over `engine` (data-parallel ranks) and `model_name`.
-/// `None` means the series was absent (or NaN everywhere): missing data is not an idle pod.
+/// Values of one counter family, by series (its labels other than `le` and `IDENTITY_LABELS`).
+pub type Series = BTreeMap<String, f64>;
+
+/// A snapshot of one vLLM pod. Gauges are summed over series (KV cache: the max); counters and
+/// histograms stay per series. `None` or empty means the series was absent (or NaN everywhere):
+/// missing data is not an idle pod.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Reading {
     /// `vllm:num_requests_running`, summed.
@@ -107,135 +127,327 @@ pub struct Reading {
     pub requests_waiting: Option<f64>,
     /// `vllm:kv_cache_usage_perc` (or the pre-0.12 `vllm:gpu_cache_usage_perc`), 0 to 1, max over engines.
     pub kv_cache_usage: Option<f64>,
-    /// `vllm:prompt_tokens_total`, cumulative.
-    pub prompt_tokens_total: Option<f64>,
-    /// `vllm:generation_tokens_total`, cumulative.
-    pub generation_tokens_total: Option<f64>,
-    /// `vllm:request_success_total`, cumulative, summed over `finished_reason`.
-    pub request_success_total: Option<f64>,
-    /// `vllm:time_to_first_token_seconds`.
-    pub time_to_first_token_seconds: Option<Histogram>,
-    /// `vllm:inter_token_latency_seconds` (or the older `vllm:time_per_output_token_seconds`).
-    pub inter_token_latency_seconds: Option<Histogram>,
-    /// `vllm:request_generation_tokens` (output tokens per finished request).
-    pub request_generation_tokens: Option<Histogram>,
+    /// `vllm:prompt_tokens_total` by series.
+    pub prompt_tokens: Series,
+    /// `vllm:generation_tokens_total` by series.
+    pub generation_tokens: Series,
+    /// `vllm:request_success_total` by series (one per engine, model and `finished_reason`).
+    pub request_success: Series,
+    /// `vllm:time_to_first_token_seconds` by series.
+    pub time_to_first_token_seconds: BTreeMap<String, Histogram>,
+    /// `vllm:request_generation_tokens` `_sum` and `_count` by series (output tokens per request).
+    pub request_generation_tokens: BTreeMap<String, Histogram>,
+    /// `process_start_time_seconds` (prometheus_client's process collector), when exposed: a
+    /// change proves the process restarted, so counters below their baseline are a real reset.
+    pub process_start_time_seconds: Option<f64>,
 }
 
-/// Parses a /metrics body into the pod's `Reading`.
-pub fn parse_reading(text: &str) -> Result<Reading, ParseError> {
-    Ok(reading_from_samples(&parse_samples(text)?))
+fn total(series: &Series) -> Option<f64> {
+    (!series.is_empty()).then(|| series.values().sum())
 }
 
-/// Builds a `Reading` from samples, however they were obtained (exposition text or a Prometheus
-/// query that kept `__name__` and `le`). Samples of other metrics are ignored.
-pub fn reading_from_samples(samples: &[Sample]) -> Reading {
-    let mut acc = Accumulator::default();
-    for s in samples {
-        acc.add(s);
+impl Reading {
+    /// `vllm:prompt_tokens_total` summed over series.
+    pub fn prompt_tokens_total(&self) -> Option<f64> {
+        total(&self.prompt_tokens)
     }
-    acc.finish()
+    /// `vllm:generation_tokens_total` summed over series.
+    pub fn generation_tokens_total(&self) -> Option<f64> {
+        total(&self.generation_tokens)
+    }
+    /// `vllm:request_success_total` summed over series.
+    pub fn request_success_total(&self) -> Option<f64> {
+        total(&self.request_success)
+    }
+    /// The TTFT histogram summed over series.
+    pub fn time_to_first_token(&self) -> Option<Histogram> {
+        sum_histograms(&self.time_to_first_token_seconds)
+    }
+    /// Output tokens per request (`_sum`, `_count`) summed over series.
+    pub fn request_generation(&self) -> Option<Histogram> {
+        sum_histograms(&self.request_generation_tokens)
+    }
 }
 
+fn sum_histograms(h: &BTreeMap<String, Histogram>) -> Option<Histogram> {
+    let mut it = h.values();
+    let mut acc = it.next()?.clone();
+    for x in it {
+        acc.add(x);
+    }
+    Some(acc)
+}
+
+/// Parses a whole /metrics body into the pod's `Reading`.
+pub fn parse_reading(text: &str) -> Result<Reading, ParseError> {
+    let mut p = ExpositionParser::default();
+    p.feed(text.as_bytes())?;
+    p.finish()
+}
+
+/// The families the policy reads. Everything else is skipped unparsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Family {
+    Running,
+    Waiting,
+    KvNew,
+    KvOld,
+    Prompt,
+    Generation,
+    Success,
+    TtftBucket,
+    TtftSum,
+    TtftCount,
+    GenSum,
+    GenCount,
+    ProcessStart,
+}
+
+fn family(name: &str) -> Option<Family> {
+    Some(match name {
+        "vllm:num_requests_running" => Family::Running,
+        "vllm:num_requests_waiting" => Family::Waiting,
+        "vllm:kv_cache_usage_perc" => Family::KvNew,
+        "vllm:gpu_cache_usage_perc" => Family::KvOld,
+        "vllm:prompt_tokens_total" => Family::Prompt,
+        "vllm:generation_tokens_total" => Family::Generation,
+        "vllm:request_success_total" => Family::Success,
+        "vllm:time_to_first_token_seconds_bucket" => Family::TtftBucket,
+        "vllm:time_to_first_token_seconds_sum" => Family::TtftSum,
+        "vllm:time_to_first_token_seconds_count" => Family::TtftCount,
+        "vllm:request_generation_tokens_sum" => Family::GenSum,
+        "vllm:request_generation_tokens_count" => Family::GenCount,
+        "process_start_time_seconds" => Family::ProcessStart,
+        _ => return None,
+    })
+}
+
+/// True for a metric name the policy reads (exposition or a Prometheus `__name__`).
+pub fn is_used_family(name: &str) -> bool {
+    family(name).is_some()
+}
+
+/// Collects samples of one pod, however they were obtained (exposition text or a Prometheus
+/// query), into a `Reading`. Copies of a series that differ only in `IDENTITY_LABELS` (the same
+/// pod scraped by two jobs) are one series: the highest value is kept, never the sum.
 #[derive(Default)]
-struct Accumulator {
-    running: Option<f64>,
-    waiting: Option<f64>,
-    kv_new: Option<f64>,
-    kv_old: Option<f64>,
-    prompt: Option<f64>,
-    generation: Option<f64>,
-    success: Option<f64>,
-    ttft: Histogram,
-    itl_new: Histogram,
-    itl_old: Histogram,
-    gen_tokens: Histogram,
+pub struct ReadingBuilder {
+    values: BTreeMap<(Family, String), f64>,
+    buckets: BTreeMap<String, Vec<(f64, f64)>>,
+    series: usize,
 }
 
-impl Accumulator {
-    fn add(&mut self, s: &Sample) {
-        // NaN means the engine could not compute the value: treat it as absent rather than letting
-        // it poison the sum for the other engines.
-        if s.value.is_nan() {
-            return;
+impl ReadingBuilder {
+    /// Adds one sample. Samples of families the policy does not read are ignored; NaN means the
+    /// engine could not compute the value, so it is treated as absent rather than poisoning sums.
+    pub fn add<'a>(
+        &mut self,
+        name: &str,
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+        value: f64,
+    ) -> Result<(), ParseError> {
+        let Some(family) = family(name) else {
+            return Ok(());
+        };
+        if value.is_nan() {
+            return Ok(());
         }
-        let v = Some(s.value);
-        match s.name.as_str() {
-            "vllm:num_requests_running" => self.running = add_opt(self.running, v),
-            "vllm:num_requests_waiting" => self.waiting = add_opt(self.waiting, v),
-            "vllm:kv_cache_usage_perc" => self.kv_new = max_opt(self.kv_new, s.value),
-            "vllm:gpu_cache_usage_perc" => self.kv_old = max_opt(self.kv_old, s.value),
-            "vllm:prompt_tokens_total" => self.prompt = add_opt(self.prompt, v),
-            "vllm:generation_tokens_total" => self.generation = add_opt(self.generation, v),
-            "vllm:request_success_total" => self.success = add_opt(self.success, v),
-            name => {
-                // Histogram families; `*_created` series never match a suffix below.
-                let (family, part) = match name.rsplit_once('_') {
-                    Some((f, p @ ("bucket" | "sum" | "count"))) => (f, p),
-                    _ => return,
-                };
-                let h = match family {
-                    "vllm:time_to_first_token_seconds" => &mut self.ttft,
-                    "vllm:inter_token_latency_seconds" => &mut self.itl_new,
-                    "vllm:time_per_output_token_seconds" => &mut self.itl_old,
-                    "vllm:request_generation_tokens" => &mut self.gen_tokens,
-                    _ => return,
-                };
-                match part {
-                    "bucket" => {
-                        if let Some(le) = s.label("le").and_then(parse_float) {
-                            add_bucket(&mut h.buckets, le, s.value);
-                        }
+        let mut le = None;
+        let mut kept: Vec<(&str, &str)> = Vec::new();
+        for (k, v) in labels {
+            if k == "le" {
+                le = Some(v);
+            } else if k != "__name__" && !IDENTITY_LABELS.contains(&k) {
+                kept.push((k, v));
+            }
+        }
+        kept.sort_unstable();
+        let mut key = String::new();
+        for (i, (k, v)) in kept.iter().enumerate() {
+            if i > 0 {
+                key.push(',');
+            }
+            key.push_str(k);
+            key.push('=');
+            key.push_str(&format!("{v:?}"));
+        }
+        if family == Family::TtftBucket {
+            let Some(le) = le.and_then(parse_float) else {
+                return Ok(());
+            };
+            let new_series = !self.buckets.contains_key(&key);
+            if new_series {
+                self.count_series()?;
+            }
+            let b = self.buckets.entry(key).or_default();
+            match find_bucket(b, le) {
+                Ok(i) => b[i].1 = b[i].1.max(value),
+                Err(i) => {
+                    if b.len() >= MAX_BUCKETS {
+                        return Err(ParseError::TooManyBuckets);
                     }
-                    "sum" => h.sum = add_opt(h.sum, v),
-                    _ => h.count = add_opt(h.count, v),
+                    b.insert(i, (le, value));
+                }
+            }
+            return Ok(());
+        }
+        match self.values.get_mut(&(family, key.clone())) {
+            Some(v) => *v = v.max(value),
+            None => {
+                self.count_series()?;
+                self.values.insert((family, key), value);
+            }
+        }
+        Ok(())
+    }
+
+    fn count_series(&mut self) -> Result<(), ParseError> {
+        self.series += 1;
+        if self.series > MAX_SERIES {
+            return Err(ParseError::TooManySeries);
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Reading {
+        let mut r = Reading::default();
+        let mut kv_old = None;
+        let mut ttft: BTreeMap<String, Histogram> = BTreeMap::new();
+        let mut generation: BTreeMap<String, Histogram> = BTreeMap::new();
+        for (key, buckets) in self.buckets {
+            ttft.entry(key).or_default().buckets = buckets;
+        }
+        for ((family, key), v) in self.values {
+            let sum = |a: &mut Option<f64>| *a = Some(a.unwrap_or(0.0) + v);
+            let max = |a: &mut Option<f64>| *a = Some(a.map_or(v, |x: f64| x.max(v)));
+            match family {
+                Family::Running => sum(&mut r.requests_running),
+                Family::Waiting => sum(&mut r.requests_waiting),
+                Family::KvNew => max(&mut r.kv_cache_usage),
+                Family::KvOld => max(&mut kv_old),
+                Family::Prompt => {
+                    r.prompt_tokens.insert(key, v);
+                }
+                Family::Generation => {
+                    r.generation_tokens.insert(key, v);
+                }
+                Family::Success => {
+                    r.request_success.insert(key, v);
+                }
+                Family::TtftSum => ttft.entry(key).or_default().sum = Some(v),
+                Family::TtftCount => ttft.entry(key).or_default().count = Some(v),
+                Family::GenSum => generation.entry(key).or_default().sum = Some(v),
+                Family::GenCount => generation.entry(key).or_default().count = Some(v),
+                Family::ProcessStart => max(&mut r.process_start_time_seconds),
+                // Buckets are kept apart, in `self.buckets`.
+                Family::TtftBucket => {}
+            }
+        }
+        // Servers in the rename window emit both names; the new one is authoritative.
+        r.kv_cache_usage = r.kv_cache_usage.or(kv_old);
+        r.time_to_first_token_seconds = ttft;
+        r.request_generation_tokens = generation;
+        r
+    }
+}
+
+/// Parses exposition text fed in chunks of any size (as the body streams in). Comment lines and
+/// blank lines are skipped, and so is every line of a family the policy does not read, after a
+/// check of its first byte (an HTML error page is an error, not an empty reading).
+#[derive(Default)]
+pub struct ExpositionParser {
+    line: Vec<u8>,
+    line_no: usize,
+    builder: ReadingBuilder,
+}
+
+impl ExpositionParser {
+    pub fn feed(&mut self, mut chunk: &[u8]) -> Result<(), ParseError> {
+        while !chunk.is_empty() {
+            match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.push(&chunk[..i])?;
+                    self.end_line()?;
+                    chunk = &chunk[i + 1..];
+                }
+                None => {
+                    self.push(chunk)?;
+                    chunk = &[];
                 }
             }
         }
+        Ok(())
     }
 
-    fn finish(self) -> Reading {
-        let some = |h: Histogram| (!h.is_empty()).then_some(h);
-        // Servers in the rename window emit both names; the new one is authoritative.
-        let itl = some(self.itl_new).or_else(|| some(self.itl_old));
-        Reading {
-            requests_running: self.running,
-            requests_waiting: self.waiting,
-            kv_cache_usage: self.kv_new.or(self.kv_old),
-            prompt_tokens_total: self.prompt,
-            generation_tokens_total: self.generation,
-            request_success_total: self.success,
-            time_to_first_token_seconds: some(self.ttft),
-            inter_token_latency_seconds: itl,
-            request_generation_tokens: some(self.gen_tokens),
+    pub fn finish(mut self) -> Result<Reading, ParseError> {
+        if !self.line.is_empty() {
+            self.end_line()?;
         }
+        Ok(self.builder.finish())
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Result<(), ParseError> {
+        if self.line.len() + bytes.len() > MAX_LINE_BYTES {
+            return Err(ParseError::LineTooLong {
+                line: self.line_no + 1,
+            });
+        }
+        self.line.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn end_line(&mut self) -> Result<(), ParseError> {
+        self.line_no += 1;
+        let raw = std::mem::take(&mut self.line);
+        let result = self.line_done(&raw);
+        // Keep the allocation for the next line.
+        self.line = raw;
+        self.line.clear();
+        result
+    }
+
+    fn line_done(&mut self, raw: &[u8]) -> Result<(), ParseError> {
+        let line_no = self.line_no;
+        let trimmed = raw.trim_ascii();
+        let Some(&first) = trimmed.first() else {
+            return Ok(());
+        };
+        if first == b'#' {
+            return Ok(());
+        }
+        if !(first.is_ascii_alphabetic() || first == b'_' || first == b':') {
+            return Err(ParseError::InvalidName { line: line_no });
+        }
+        // Cheap skip of everything but the families used: compare the name before any parsing.
+        let name_end = trimmed
+            .iter()
+            .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b':'))
+            .unwrap_or(trimmed.len());
+        let Ok(name) = std::str::from_utf8(&trimmed[..name_end]) else {
+            return Err(ParseError::InvalidName { line: line_no });
+        };
+        if !is_used_family(name) {
+            return Ok(());
+        }
+        let line =
+            std::str::from_utf8(trimmed).map_err(|_| ParseError::NotUtf8 { line: line_no })?;
+        let parsed = parse_line(line, line_no)?;
+        self.builder.add(
+            parsed.name,
+            parsed.labels.iter().map(|(k, v)| (*k, v.as_str())),
+            parsed.value,
+        )
     }
 }
 
-fn max_opt(a: Option<f64>, b: f64) -> Option<f64> {
-    Some(a.map_or(b, |a| a.max(b)))
+/// One sample line: `name{labels} value [timestamp]`.
+struct Line<'a> {
+    name: &'a str,
+    labels: Vec<(&'a str, String)>,
+    value: f64,
 }
 
-/// Parses Prometheus text exposition (format 0.0.4) into samples. Comment lines (`# HELP`,
-/// `# TYPE`, anything else after `#`) and blank lines are skipped; `*_created` series are dropped
-/// because they are creation timestamps, not values.
-pub fn parse_samples(text: &str) -> Result<Vec<Sample>, ParseError> {
-    let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line_no = i + 1;
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let sample = parse_line(line, line_no)?;
-        if sample.name.ends_with("_created") {
-            continue;
-        }
-        out.push(sample);
-    }
-    Ok(out)
-}
-
-fn parse_line(line: &str, line_no: usize) -> Result<Sample, ParseError> {
+fn parse_line(line: &str, line_no: usize) -> Result<Line<'_>, ParseError> {
     let name_len = line
         .char_indices()
         .find(|&(i, c)| !is_name_char(c, i == 0))
@@ -255,11 +467,8 @@ fn parse_line(line: &str, line_no: usize) -> Result<Sample, ParseError> {
         return Err(ParseError::InvalidName { line: line_no });
     }
     let mut fields = rest.split_ascii_whitespace();
-    let value_str = fields.next().unwrap_or("");
-    let value = parse_float(value_str).ok_or_else(|| ParseError::InvalidValue {
-        line: line_no,
-        value: value_str.chars().take(40).collect(),
-    })?;
+    let value = parse_float(fields.next().unwrap_or(""))
+        .ok_or(ParseError::InvalidValue { line: line_no })?;
     if let Some(ts) = fields.next() {
         ts.parse::<i64>()
             .map_err(|_| ParseError::InvalidTimestamp { line: line_no })?;
@@ -267,8 +476,8 @@ fn parse_line(line: &str, line_no: usize) -> Result<Sample, ParseError> {
     if fields.next().is_some() {
         return Err(ParseError::InvalidTimestamp { line: line_no });
     }
-    Ok(Sample {
-        name: name.to_string(),
+    Ok(Line {
+        name,
         labels,
         value,
     })
@@ -278,10 +487,10 @@ fn is_name_char(c: char, first: bool) -> bool {
     c.is_ascii_alphabetic() || c == '_' || c == ':' || (!first && c.is_ascii_digit())
 }
 
-type Labels = Vec<(String, String)>;
+type Labels<'a> = Vec<(&'a str, String)>;
 
 /// Parses `k="v",k2="v2"}` (the opening brace already consumed); returns labels and the text after `}`.
-fn parse_labels(mut s: &str, line: usize) -> Result<(Labels, &str), ParseError> {
+fn parse_labels(mut s: &str, line: usize) -> Result<(Labels<'_>, &str), ParseError> {
     let err = |reason| ParseError::InvalidLabels { line, reason };
     let mut labels = Vec::new();
     loop {
@@ -316,7 +525,7 @@ fn parse_labels(mut s: &str, line: usize) -> Result<(Labels, &str), ParseError> 
                 Some((_, c)) => value.push(c),
             }
         };
-        labels.push((key.to_string(), value));
+        labels.push((key, value));
         s = s[end + 1..].trim_start();
         if let Some(rest) = s.strip_prefix(',') {
             s = rest;
@@ -344,6 +553,8 @@ mod tests {
     use proptest::prelude::*;
 
     const V1_TWO_ENGINES: &str = include_str!("testdata/v1-two-engines.txt");
+    const LEGACY: &str = include_str!("testdata/legacy-names.txt");
+    const BLOCK_C: &str = include_str!("testdata/vllm-block-c.txt");
 
     proptest! {
         // Fuzzing the parser: whatever a pod (or something squatting on its port) sends, parsing
@@ -369,9 +580,48 @@ mod tests {
                 let _ = parse_reading(&String::from_utf8_lossy(&bytes));
             }
         }
+
+        // However the body is split into chunks as it streams in, the reading is the same.
+        #[test]
+        fn chunking_does_not_change_the_reading(sizes in prop::collection::vec(1usize..300, 1..40)) {
+            let whole = parse_reading(V1_TWO_ENGINES).unwrap();
+            let mut p = ExpositionParser::default();
+            let mut rest = V1_TWO_ENGINES.as_bytes();
+            for n in sizes.iter().cycle() {
+                if rest.is_empty() { break; }
+                let (a, b) = rest.split_at((*n).min(rest.len()));
+                p.feed(a).unwrap();
+                rest = b;
+            }
+            prop_assert_eq!(p.finish().unwrap(), whole);
+        }
+
+        // The caps hold for any number of distinct buckets or series: a typed error, and the
+        // kept state never grows past them.
+        #[test]
+        fn caps_on_buckets_and_series(buckets in 0usize..200, series in 0usize..3000) {
+            let mut text = String::new();
+            for i in 0..buckets {
+                text.push_str(&format!("vllm:time_to_first_token_seconds_bucket{{le=\"{i}.5\"}} 1\n"));
+            }
+            let r = parse_reading(&text);
+            if buckets > MAX_BUCKETS {
+                prop_assert_eq!(r.unwrap_err(), ParseError::TooManyBuckets);
+            } else {
+                prop_assert!(r.is_ok());
+            }
+            let mut text = String::new();
+            for i in 0..series {
+                text.push_str(&format!("vllm:generation_tokens_total{{engine=\"{i}\"}} 1\n"));
+            }
+            let r = parse_reading(&text);
+            if series > MAX_SERIES {
+                prop_assert_eq!(r.unwrap_err(), ParseError::TooManySeries);
+            } else {
+                prop_assert_eq!(r.unwrap().generation_tokens.len(), series);
+            }
+        }
     }
-    const LEGACY: &str = include_str!("testdata/legacy-names.txt");
-    const BLOCK_C: &str = include_str!("testdata/vllm-block-c.txt");
 
     #[test]
     fn sums_two_engines_and_finished_reasons() {
@@ -380,37 +630,35 @@ mod tests {
         assert_eq!(r.requests_waiting, Some(3.0));
         // max over engines, not a sum: usage is a share of each engine's own cache
         assert_eq!(r.kv_cache_usage, Some(0.5));
-        assert_eq!(r.prompt_tokens_total, Some(30000.0));
-        assert_eq!(r.generation_tokens_total, Some(9000.0));
-        assert_eq!(r.request_success_total, Some(60.0));
-        let ttft = r.time_to_first_token_seconds.unwrap();
+        assert_eq!(r.prompt_tokens_total(), Some(30000.0));
+        assert_eq!(r.generation_tokens_total(), Some(9000.0));
+        assert_eq!(r.request_success_total(), Some(60.0));
+        // kept per series: two engines, three finished reasons each
+        assert_eq!(r.generation_tokens.len(), 2);
+        assert_eq!(r.request_success.len(), 6);
+        let ttft = r.time_to_first_token().unwrap();
         assert_eq!(ttft.count, Some(60.0));
         assert_eq!(ttft.buckets.first(), Some(&(0.001, 0.0)));
         assert_eq!(ttft.buckets.last(), Some(&(f64::INFINITY, 60.0)));
         assert!(ttft.buckets.contains(&(0.1, 40.0)));
-        let gen_tokens = r.request_generation_tokens.unwrap();
+        let gen_tokens = r.request_generation().unwrap();
         assert_eq!(gen_tokens.sum, Some(9000.0));
         assert_eq!(gen_tokens.count, Some(60.0));
-        assert!(r.inter_token_latency_seconds.is_some());
     }
 
     #[test]
     fn accepts_pre_rename_names() {
         let r = parse_reading(LEGACY).unwrap();
         assert_eq!(r.kv_cache_usage, Some(0.25));
-        let itl = r.inter_token_latency_seconds.unwrap();
-        assert_eq!(itl.count, Some(140.0));
         assert_eq!(r.requests_running, Some(8.0));
     }
 
     #[test]
     fn created_series_are_ignored() {
-        let samples = parse_samples(BLOCK_C).unwrap();
-        assert!(samples.iter().all(|s| !s.name.ends_with("_created")));
-        let r = reading_from_samples(&samples);
+        let r = parse_reading(BLOCK_C).unwrap();
         // the _created gauges hold ~1.78e9: had they leaked in, these would not be zero
-        assert_eq!(r.prompt_tokens_total, Some(0.0));
-        assert_eq!(r.generation_tokens_total, Some(0.0));
+        assert_eq!(r.prompt_tokens_total(), Some(0.0));
+        assert_eq!(r.generation_tokens_total(), Some(0.0));
         assert_eq!(r.kv_cache_usage, Some(0.0));
     }
 
@@ -422,8 +670,8 @@ mod tests {
         .unwrap();
         assert_eq!(r.requests_running, Some(2.0));
         assert_eq!(r.requests_waiting, None);
-        assert_eq!(r.generation_tokens_total, None);
-        assert_eq!(r.time_to_first_token_seconds, None);
+        assert_eq!(r.generation_tokens_total(), None);
+        assert_eq!(r.time_to_first_token(), None);
     }
 
     #[test]
@@ -439,16 +687,34 @@ mod tests {
     }
 
     #[test]
+    fn the_same_series_from_two_jobs_counts_once() {
+        let mut b = ReadingBuilder::default();
+        for (job, v) in [("kubernetes-pods", 100.0), ("podmonitor/vllm", 104.0)] {
+            let labels = [("job", job), ("instance", "10.0.0.7:8000"), ("engine", "0")];
+            b.add("vllm:generation_tokens_total", labels, v).unwrap();
+            b.add("vllm:num_requests_running", labels, 3.0).unwrap();
+        }
+        let r = b.finish();
+        assert_eq!(r.generation_tokens_total(), Some(104.0), "max, not sum");
+        assert_eq!(r.requests_running, Some(3.0));
+    }
+
+    #[test]
+    fn process_start_time_is_read() {
+        let r = parse_reading("process_start_time_seconds 1.7e9\nprocess_cpu_seconds_total 3\n")
+            .unwrap();
+        assert_eq!(r.process_start_time_seconds, Some(1.7e9));
+    }
+
+    #[test]
     fn label_values_with_slashes_colons_spaces_commas_and_escapes() {
-        let s = parse_samples(
-            r#"vllm:num_requests_running{model_name="/models/Llama 3.1: 8B, FP8",engine="0",x="a\"b\\c}="} 1.5e0 1700000000000"#,
-        )
-        .unwrap();
-        assert_eq!(s.len(), 1);
-        assert_eq!(s[0].name, "vllm:num_requests_running");
-        assert_eq!(s[0].label("model_name"), Some("/models/Llama 3.1: 8B, FP8"));
-        assert_eq!(s[0].label("x"), Some("a\"b\\c}="));
-        assert_eq!(s[0].value, 1.5);
+        let line = r#"vllm:num_requests_running{model_name="/models/Llama 3.1: 8B, FP8",engine="0",x="a\"b\\c}="} 1.5e0 1700000000000"#;
+        let s = parse_line(line, 1).unwrap();
+        assert_eq!(s.name, "vllm:num_requests_running");
+        assert_eq!(s.labels[0], ("model_name", "/models/Llama 3.1: 8B, FP8".into()));
+        assert_eq!(s.labels[2], ("x", "a\"b\\c}=".into()));
+        assert_eq!(s.value, 1.5);
+        assert_eq!(parse_reading(line).unwrap().requests_running, Some(1.5));
     }
 
     #[test]
@@ -465,16 +731,39 @@ mod tests {
     }
 
     #[test]
-    fn unparseable_input_is_a_typed_error() {
-        let e = parse_samples("ok 1\nvllm:x{engine=\"0\" 1\n").unwrap_err();
+    fn unparseable_input_is_a_typed_error_that_quotes_nothing() {
+        let e = parse_reading("ok 1\nvllm:num_requests_running{engine=\"0\" 1\n").unwrap_err();
         assert_eq!(e.kind(), "invalid_labels");
         assert!(matches!(e, ParseError::InvalidLabels { line: 2, .. }));
-        let e = parse_samples("vllm:x 12abc\n").unwrap_err();
-        assert!(matches!(e, ParseError::InvalidValue { line: 1, .. }));
-        let e = parse_samples("<html>oops</html>\n").unwrap_err();
+        let e = parse_reading("vllm:num_requests_running 12abc-secret\n").unwrap_err();
+        assert_eq!(e, ParseError::InvalidValue { line: 1 });
+        assert!(!e.to_string().contains("secret"));
+        let e = parse_reading("<html>oops</html>\n").unwrap_err();
         assert_eq!(e.kind(), "invalid_name");
-        let e = parse_samples("vllm:x{a=\"unterminated} 1\n").unwrap_err();
+        let e = parse_reading("vllm:num_requests_running{a=\"unterminated} 1\n").unwrap_err();
         assert_eq!(e.kind(), "invalid_labels");
+    }
+
+    #[test]
+    fn other_families_are_skipped_unparsed() {
+        // Syntax errors in lines the policy does not read cost nothing and fail nothing.
+        let r = parse_reading("python_info{broken 1\nvllm:num_requests_waiting 2\n").unwrap();
+        assert_eq!(r.requests_waiting, Some(2.0));
+    }
+
+    #[test]
+    fn an_endless_line_is_refused_at_the_cap() {
+        let mut p = ExpositionParser::default();
+        let chunk = vec![b'a'; 8192];
+        let mut fed = 0;
+        let err = loop {
+            match p.feed(&chunk) {
+                Ok(()) => fed += chunk.len(),
+                Err(e) => break e,
+            }
+            assert!(fed <= MAX_LINE_BYTES, "kept feeding past the cap");
+        };
+        assert_eq!(err, ParseError::LineTooLong { line: 1 });
     }
 
     #[test]
