@@ -206,7 +206,11 @@ fn run(args: RunArgs) -> ExitCode {
             source_namespace: args
                 .source_namespace
                 .clone()
-                .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|s| !s.is_empty()))
+                .or_else(|| {
+                    std::env::var("POD_NAMESPACE")
+                        .ok()
+                        .filter(|s| !s.is_empty())
+                })
                 .unwrap_or_else(|| "default".to_string()),
             allow_link_local: args.allow_link_local_metrics,
             ..Default::default()

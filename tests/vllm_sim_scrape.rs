@@ -4,9 +4,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crossover::load::derive;
+use std::time::Instant;
+
+use crossover::load::derive::between as derive;
 use crossover::load::scrape::{ScrapeError, ScrapeTarget, scrape_pods, split_results};
-use crossover::vllmsim::{EngineConfig, LoadRequest, PodConfig, Simulator, server};
+use crossover::vllmsim::{Behavior, EngineConfig, LoadRequest, PodConfig, Simulator, server};
+use tokio::sync::Semaphore;
+
+/// The operator's global bound on scrapes in flight.
+static PERMITS: Semaphore = Semaphore::const_new(32);
 
 fn sim(engines: usize) -> Simulator {
     Simulator::new(PodConfig {
@@ -67,10 +73,10 @@ async fn scraped_simulator_load_matches_pushed_load() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let t = targets(&running.pods);
     let timeout = Duration::from_secs(2);
-    let (prev, failed) = split_results(scrape_pods(&http, t.clone(), timeout).await);
+    let (prev, failed) = split_results(scrape_pods(&http, t.clone(), timeout, &PERMITS).await);
     assert!(failed.is_empty());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (cur, _) = split_results(scrape_pods(&http, t, timeout).await);
+    let (cur, _) = split_results(scrape_pods(&http, t, timeout, &PERMITS).await);
 
     let o = derive(&prev, &cur, 2);
     assert!(o.is_complete(), "{o:?}");
@@ -104,9 +110,9 @@ async fn saturated_pod_queues_and_ttft_rises() {
     let t = targets(&running.pods);
     let timeout = Duration::from_secs(2);
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let (prev, _) = split_results(scrape_pods(&http, t.clone(), timeout).await);
+    let (prev, _) = split_results(scrape_pods(&http, t.clone(), timeout, &PERMITS).await);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (cur, _) = split_results(scrape_pods(&http, t, timeout).await);
+    let (cur, _) = split_results(scrape_pods(&http, t, timeout, &PERMITS).await);
     let o = derive(&prev, &cur, 1);
     assert!(o.requests_waiting > 20.0, "{o:?}");
     assert!(o.output_tokens_per_second < 2300.0, "{o:?}");
@@ -132,14 +138,20 @@ async fn removed_pod_is_an_error_not_zeros() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 204);
-    let results = scrape_pods(&http, targets(&running.pods), Duration::from_secs(1)).await;
+    let results = scrape_pods(
+        &http,
+        targets(&running.pods),
+        Duration::from_secs(1),
+        &PERMITS,
+    )
+    .await;
     let (ok, failed) = split_results(results);
     assert_eq!(ok.len(), 1);
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].0, "pod-1");
     assert!(matches!(
         failed[0].1,
-        ScrapeError::Http(_) | ScrapeError::Timeout(_)
+        ScrapeError::Request(_) | ScrapeError::Timeout(_)
     ));
     let o = derive(&ok, &ok, 2);
     assert!(!o.is_complete());
@@ -161,7 +173,8 @@ async fn restart_is_handled_as_a_counter_reset() {
     let http = reqwest::Client::new();
     let t = targets(&running.pods);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (prev, _) = split_results(scrape_pods(&http, t.clone(), Duration::from_secs(1)).await);
+    let (prev, _) =
+        split_results(scrape_pods(&http, t.clone(), Duration::from_secs(1), &PERMITS).await);
     let addr = running.pods[0];
     let resp = http
         .post(format!("http://{}/pods/{addr}/restart", running.control))
@@ -170,7 +183,7 @@ async fn restart_is_handled_as_a_counter_reset() {
         .unwrap();
     assert_eq!(resp.status(), 204);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (cur, _) = split_results(scrape_pods(&http, t, Duration::from_secs(1)).await);
+    let (cur, _) = split_results(scrape_pods(&http, t, Duration::from_secs(1), &PERMITS).await);
     let o = derive(&prev, &cur, 1);
     // Never negative, and no more than the offered 2000 input tok/s (plus timing slack).
     assert!(
@@ -178,4 +191,40 @@ async fn restart_is_handled_as_a_counter_reset() {
         "{o:?}"
     );
     assert!(o.output_tokens_per_second >= 0.0, "{o:?}");
+}
+
+#[tokio::test]
+async fn hostile_bodies_are_refused_at_the_cap_in_well_under_the_timeout() {
+    let pods = vec![
+        ("a".to_string(), local()),
+        ("a".to_string(), local()),
+        ("a".to_string(), local()),
+    ];
+    let running = server::start(sim(1), local(), &pods, Duration::from_millis(50))
+        .await
+        .unwrap();
+    for (addr, behavior) in
+        running
+            .pods
+            .iter()
+            .zip([Behavior::Huge, Behavior::HugeChunked, Behavior::Endless])
+    {
+        running.shared.sim().pods.get_mut(addr).unwrap().behavior = behavior;
+    }
+    let http = crossover::load::http::client(&crossover::load::http::ClientOptions {
+        timeout: Duration::from_secs(10),
+        ..Default::default()
+    })
+    .unwrap();
+    for (i, t) in targets(&running.pods).into_iter().enumerate() {
+        let started = Instant::now();
+        let (ok, failed) =
+            split_results(scrape_pods(&http, vec![t], Duration::from_secs(10), &PERMITS).await);
+        let took = started.elapsed();
+        assert!(ok.is_empty());
+        let kind = failed[0].1.kind();
+        println!("hostile body {i}: refused as {kind} after {took:?}");
+        assert_eq!(kind, "too_large", "{}", failed[0].1);
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
 }

@@ -60,7 +60,8 @@ pub struct PrometheusSourceSpec {
 
 /// PromQL label matchers, and nothing else (so a selector can only narrow a query).
 pub const SELECTOR_RULE: &str = r#"self.matches('^\\s*([a-zA-Z_][a-zA-Z0-9_]*\\s*(=|!=|=~|!~)\\s*"([^"\\\\]|\\\\.)*"\\s*(,\\s*|$))*$')"#;
-pub const SELECTOR_MESSAGE: &str = r#"selector must be PromQL label matchers such as job="vllm",cluster=~"east|west""#;
+pub const SELECTOR_MESSAGE: &str =
+    r#"selector must be PromQL label matchers such as job="vllm",cluster=~"east|west""#;
 
 /// A key in a ConfigMap or Secret of the operator's namespace.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

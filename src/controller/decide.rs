@@ -471,7 +471,9 @@ fn scrape_interval_condition(outcome: &Outcome, interval_seconds: i32) -> Option
             status::SCRAPE_INTERVAL_ALIGNED,
             true,
             "ScrapeKeepsUp",
-            format!("Prometheus scrapes the pods every {scrape:.0} s, at least once per spec.scaling.intervalSeconds ({interval_seconds} s)"),
+            format!(
+                "Prometheus scrapes the pods every {scrape:.0} s, at least once per spec.scaling.intervalSeconds ({interval_seconds} s)"
+            ),
         )
     } else {
         ConditionUpdate::new(

@@ -21,11 +21,11 @@ use crate::api::{
     BEARER_TOKEN_SECRET_REMOVED, CounterBaseline, InferencePool, MetricsSource, POOL_LABEL,
     PrometheusSource, from_time,
 };
+use crate::load::Observation;
 use crate::load::derive::{Baseline, DeriveInput, Limits, PoolReading, derive};
 use crate::load::http::{self, ClientOptions, check_url, redact_url};
 use crate::load::prometheus::{PodKey, PrometheusClient, Scope, ServerReading, Targets, Token};
 use crate::load::scrape::{ScrapeTarget, metrics_url, scrape_pods, split_results};
-use crate::load::Observation;
 
 /// Pool identity: namespace and name.
 pub type PoolKey = (String, String);
@@ -44,7 +44,9 @@ pub enum Outcome {
     WarmingUp,
     /// The pods answered, but no sample moved since the last reading (Prometheus scrapes less
     /// often than the pool's interval): no sizing, no accrual, and nothing is wrong.
-    NoNewData { scrape_interval_seconds: Option<f64> },
+    NoNewData {
+        scrape_interval_seconds: Option<f64>,
+    },
     /// No data: why, for the MetricsAvailable condition. Never a reason to scale down.
     Missing(String),
     /// No data because of configuration only a person can fix (a missing PrometheusSource, an
@@ -270,7 +272,9 @@ impl Observer {
             }
             s.touched = Instant::now();
             s.interval = interval;
-            if s.attempted.is_some_and(|t| t.elapsed() < interval.mul_f64(0.8)) {
+            if s.attempted
+                .is_some_and(|t| t.elapsed() < interval.mul_f64(0.8))
+            {
                 return Outcome::TooSoon;
             }
         }
@@ -326,12 +330,15 @@ impl Observer {
         };
         let known_since = state
             .last_answer
-            .or_else(|| status_load.and_then(|l| l.observed_at.as_ref()).map(from_time))
+            .or_else(|| {
+                status_load
+                    .and_then(|l| l.observed_at.as_ref())
+                    .map(from_time)
+            })
             .or_else(|| pool.metadata.creation_timestamp.as_ref().map(from_time))
             .unwrap_or(now);
         let refresh = Duration::from_secs_f64(scrape_interval.unwrap_or(0.0).max(0.0));
-        let fresh_for = chrono::Duration::from_std(interval.max(refresh) * 2)
-            .unwrap_or_default()
+        let fresh_for = chrono::Duration::from_std(interval.max(refresh) * 2).unwrap_or_default()
             + chrono::Duration::seconds(1);
         let d = derive(&DeriveInput {
             baselines: &state.baselines,
@@ -378,9 +385,8 @@ impl Observer {
     /// Forgets pools not reconciled for a few intervals (deleted pools), servers and sources no
     /// pool asked for in ten minutes.
     fn prune(&self) {
-        self.lock_pools().retain(|_, s| {
-            s.touched.elapsed() < s.interval * 3 + Duration::from_secs(120)
-        });
+        self.lock_pools()
+            .retain(|_, s| s.touched.elapsed() < s.interval * 3 + Duration::from_secs(120));
         let idle = Duration::from_secs(600);
         self.servers
             .lock()
@@ -674,7 +680,9 @@ impl Observer {
                     (None, None) => {
                         return Err(misconfigured(
                             "CAUnreadable",
-                            format!("PrometheusSource {name}: spec.ca names no ConfigMap or Secret"),
+                            format!(
+                                "PrometheusSource {name}: spec.ca names no ConfigMap or Secret"
+                            ),
                         ));
                     }
                 };

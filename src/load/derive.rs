@@ -206,9 +206,12 @@ pub fn derive(inp: &DeriveInput) -> Derived {
                 obs.rejected.get_or_insert_with(|| format!("{pod}: {why}"));
                 let strikes = base.map_or(1, |b| b.rejected + 1);
                 if strikes >= MAX_REJECTIONS {
-                    // A lasting shift, not a glitch: measure afresh from here, and say what was lost.
+                    // A lasting shift, not a glitch: measure afresh from here, as a pod first
+                    // seen (counted, with nothing to count), and say what was lost.
                     let since = base.map(|b| b.sample.at).unwrap_or(inp.known_since);
                     obs.unaccounted_seconds += seconds(since, cur.at);
+                    counted += 1;
+                    obs.pods_new += 1;
                     let fresh = Baseline {
                         sample: cur.clone(),
                         rates: None,
@@ -307,6 +310,40 @@ pub fn derive(inp: &DeriveInput) -> Derived {
         pods_counted: counted,
         pods_rejected: rejected,
     }
+}
+
+/// The observation between two snapshots of a pool, as the observer derives it when `prev` holds
+/// the baselines (for tests and tools that take two readings by hand).
+pub fn between(prev: &PoolReading, cur: &PoolReading, pods_expected: u32) -> Observation {
+    let baselines: BTreeMap<String, Baseline> = prev
+        .iter()
+        .map(|(pod, r)| {
+            (
+                pod.clone(),
+                Baseline {
+                    sample: r.clone(),
+                    rates: None,
+                    rejected: 0,
+                },
+            )
+        })
+        .collect();
+    let since = prev.values().map(|r| r.at).min().unwrap_or_default();
+    let now = cur.values().map(|r| r.at).max().unwrap_or(since);
+    let keep = prev.keys().chain(cur.keys()).cloned().collect();
+    derive(&DeriveInput {
+        baselines: &baselines,
+        saved: &[],
+        current: cur,
+        keep: &keep,
+        pods_expected,
+        known_since: since,
+        now,
+        rate_span: chrono::Duration::hours(1),
+        fresh_for: chrono::Duration::hours(1),
+        limits: Limits::default(),
+    })
+    .observation
 }
 
 fn add_rates(obs: &mut Observation, r: &PodRates) {
@@ -431,9 +468,8 @@ fn step(
 ) -> Step {
     let r = &cur.reading;
     // Money is counted from the persisted baseline whenever it is not the one in memory.
-    let saved_behind = saved.filter(|s| {
-        base.is_none_or(|b| b.sample.at.timestamp_millis() != s.sampled_at_unix_ms)
-    });
+    let saved_behind = saved
+        .filter(|s| base.is_none_or(|b| b.sample.at.timestamp_millis() != s.sampled_at_unix_ms));
     if let Some(b) = base {
         let elapsed = seconds(b.sample.at, cur.at);
         if elapsed <= 0.0 {
@@ -474,9 +510,7 @@ fn step(
         };
     }
     // First sight of the pod.
-    let started = r
-        .process_start_time_seconds
-        .and_then(|s| DateTime::from_timestamp_millis((s * 1000.0) as i64));
+    let started = started_at(r);
     let mut c = Counted {
         input_tokens: 0.0,
         output_tokens: 0.0,
@@ -486,16 +520,20 @@ fn step(
         generation: None,
         new: true,
     };
+    let (i, o) = (
+        r.prompt_tokens_total().unwrap_or(0.0),
+        r.generation_tokens_total().unwrap_or(0.0),
+    );
+    // Counters cannot hold more than the process could serve since it started: a glitch must not
+    // become the first baseline either.
+    if let Some(t) = started
+        && !plausible(inp, i, o, seconds(t, cur.at))
+    {
+        return Step::Rejected("counters above what one replica serves since it started");
+    }
     match started {
         Some(t) if t >= inp.known_since && t <= cur.at => {
             // Everything it counted, it counted since the pool was last observed.
-            let (i, o) = (
-                r.prompt_tokens_total().unwrap_or(0.0),
-                r.generation_tokens_total().unwrap_or(0.0),
-            );
-            if !plausible(inp, i, o, seconds(t, cur.at)) {
-                return Step::Rejected("counters above what one replica serves since it started");
-            }
             c.input_tokens = i;
             c.output_tokens = o;
         }
@@ -521,7 +559,12 @@ fn from_memory(
     let restart = restarted(p.process_start_time_seconds, r.process_start_time_seconds);
     let (input, reset_in) = series_increase(&p.prompt_tokens, &r.prompt_tokens, restart)?;
     let (output, reset_out) = series_increase(&p.generation_tokens, &r.generation_tokens, restart)?;
-    if !plausible(inp, input, output, elapsed) {
+    // After a proven restart the counters hold only what the new process served since it started.
+    let span = match (restart, started_at(r)) {
+        (Some(true), Some(t)) => seconds(t, cur.at).min(elapsed),
+        _ => elapsed,
+    };
+    if !plausible(inp, input, output, span) {
         return Err(if reset_in || reset_out {
             "a counter reset to more than one replica serves in the interval"
         } else {
@@ -566,14 +609,15 @@ fn from_memory(
     })
 }
 
+fn started_at(r: &Reading) -> Option<DateTime<Utc>> {
+    r.process_start_time_seconds
+        .and_then(|s| DateTime::from_timestamp_millis((s * 1000.0) as i64))
+}
+
 /// Seconds between the baseline and a restart, whose tokens the old process took with it. With
 /// no start time to go by, the whole interval (an upper bound).
 fn lost_to_restart(baseline_at: DateTime<Utc>, cur: &PodReading, elapsed: f64) -> f64 {
-    match cur
-        .reading
-        .process_start_time_seconds
-        .and_then(|s| DateTime::from_timestamp_millis((s * 1000.0) as i64))
-    {
+    match started_at(&cur.reading) {
         Some(started) => seconds(baseline_at, started).min(elapsed),
         None => elapsed,
     }

@@ -272,7 +272,13 @@ mod tests {
         ] {
             assert!(is_refused_address(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["10.0.0.7", "127.0.0.1", "127.2.0.9", "fd00::7", "192.168.1.1"] {
+        for ip in [
+            "10.0.0.7",
+            "127.0.0.1",
+            "127.2.0.9",
+            "fd00::7",
+            "192.168.1.1",
+        ] {
             assert!(!is_refused_address(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -711,7 +711,10 @@ mod tests {
         let line = r#"vllm:num_requests_running{model_name="/models/Llama 3.1: 8B, FP8",engine="0",x="a\"b\\c}="} 1.5e0 1700000000000"#;
         let s = parse_line(line, 1).unwrap();
         assert_eq!(s.name, "vllm:num_requests_running");
-        assert_eq!(s.labels[0], ("model_name", "/models/Llama 3.1: 8B, FP8".into()));
+        assert_eq!(
+            s.labels[0],
+            ("model_name", "/models/Llama 3.1: 8B, FP8".into())
+        );
         assert_eq!(s.labels[2], ("x", "a\"b\\c}=".into()));
         assert_eq!(s.value, 1.5);
         assert_eq!(parse_reading(line).unwrap().requests_running, Some(1.5));

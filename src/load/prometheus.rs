@@ -55,7 +55,12 @@ impl Scope {
     fn matchers(&self) -> String {
         let ns: Vec<&str> = self.namespaces.iter().map(String::as_str).collect();
         let mut m = format!(",namespace=~\"{}\"", ns.join("|"));
-        if let Some(s) = self.selector.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        if let Some(s) = self
+            .selector
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             m.push(',');
             m.push_str(s.trim_end_matches(','));
         }
@@ -133,6 +138,9 @@ pub struct PodKey {
 
 /// The serving pods a series may be attributed to, by IP.
 pub type Targets = HashMap<String, PodKey>;
+
+/// Decides, from a series' labels, which pod (if any) it counts for.
+type Attribute = dyn Fn(&HashMap<String, String>) -> Option<PodKey> + Send + Sync;
 
 /// A bearer token; never printed.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -221,7 +229,7 @@ impl PrometheusClient {
     async fn query(
         &self,
         promql: &str,
-        keep: Arc<dyn Fn(&HashMap<String, String>) -> Option<PodKey> + Send + Sync>,
+        keep: Arc<Attribute>,
         permits: &Semaphore,
     ) -> Result<Decoded, PrometheusError> {
         let url = format!("{}/api/v1/query", self.base_url.trim_end_matches('/'));
@@ -340,7 +348,7 @@ struct Elem {
 fn decode(
     status: u16,
     body: &[u8],
-    keep: &(dyn Fn(&HashMap<String, String>) -> Option<PodKey> + Send + Sync),
+    keep: &Attribute,
 ) -> Result<Decoded, PrometheusError> {
     let mut series = Vec::new();
     let mut overflow = false;
@@ -509,7 +517,12 @@ fn assemble(values: Decoded, buckets: Decoded) -> Result<ServerReading, Promethe
             continue;
         };
         if timed && s.name == "vllm:generation_tokens_total" && gaps.len() < 4096 {
-            gaps.extend(s.samples.windows(2).map(|w| w[1].0 - w[0].0).filter(|g| *g > 0.0));
+            gaps.extend(
+                s.samples
+                    .windows(2)
+                    .map(|w| w[1].0 - w[0].0)
+                    .filter(|g| *g > 0.0),
+            );
         }
         let (b, at) = builders.entry(s.pod).or_default();
         b.add(
@@ -583,12 +596,16 @@ mod tests {
     fn values_come_with_their_own_sample_times_and_the_scrape_interval() {
         let body = matrix(&[
             series(
-                &format!(r#"{GEN},"instance":"10.0.0.7:8000","namespace":"ml","pod":"llama-0","job":"a""#),
+                &format!(
+                    r#"{GEN},"instance":"10.0.0.7:8000","namespace":"ml","pod":"llama-0","job":"a""#
+                ),
                 r#"[100,"10"],[130,"40"],[160,"70"]"#,
             ),
             // The same pod scraped by a second job: one series, counted once.
             series(
-                &format!(r#"{GEN},"instance":"10.0.0.7:8000","namespace":"ml","pod":"llama-0","job":"b""#),
+                &format!(
+                    r#"{GEN},"instance":"10.0.0.7:8000","namespace":"ml","pod":"llama-0","job":"b""#
+                ),
                 r#"[110,"20"],[140,"50"],[170,"80"]"#,
             ),
         ]);
@@ -673,8 +690,14 @@ mod tests {
             selector: Some(r#"job="vllm",cluster=~"east|west""#.into()),
         };
         let q = values_query(&scope, 90);
-        assert!(q.contains(r#"namespace=~"a|b",job="vllm",cluster=~"east|west"}[90s]"#), "{q}");
-        assert!(buckets_query(&scope).starts_with(r#"{__name__="vllm:time_to_first_token_seconds_bucket""#));
+        assert!(
+            q.contains(r#"namespace=~"a|b",job="vllm",cluster=~"east|west"}[90s]"#),
+            "{q}"
+        );
+        assert!(
+            buckets_query(&scope)
+                .starts_with(r#"{__name__="vllm:time_to_first_token_seconds_bucket""#)
+        );
         for ok in ["", r#"job="vllm""#, r#"a!="x\"y", b=~"c|d","#] {
             assert_eq!(check_selector(ok), Ok(()), "{ok}");
         }

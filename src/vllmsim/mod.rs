@@ -54,13 +54,35 @@ pub struct PodStatus {
 }
 
 /// One simulated pod: its pool, its engines and the wall-clock second it was started (for the
-/// `_created` series).
+/// `_created` series and `process_start_time_seconds`).
 #[derive(Clone, Debug)]
 pub struct SimPod {
     pub pool: String,
     pub engines: Vec<EngineModel>,
     pub created_unix_seconds: f64,
+    /// What its /metrics answers: vLLM's format, or a hostile body.
+    pub behavior: Behavior,
+    /// Labels added to every series, as a hostile exporter (or a relabelling) would.
+    pub extra_labels: Vec<(String, String)>,
 }
+
+/// What a simulated pod's /metrics answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Behavior {
+    /// vLLM's exposition.
+    #[default]
+    Vllm,
+    /// `HUGE_BODY_BYTES` of exposition, announced by Content-Length.
+    Huge,
+    /// The same, streamed without a length.
+    HugeChunked,
+    /// An exposition that never ends.
+    Endless,
+}
+
+/// The size of a `Huge` body: far past any cap, and past the operator's memory limit.
+pub const HUGE_BODY_BYTES: u64 = 300 * 1024 * 1024;
 
 /// All simulated pods, keyed by listen address. Pure state: the server steps it on a timer.
 #[derive(Clone, Debug)]
@@ -100,6 +122,8 @@ impl Simulator {
                 pool: pool.to_string(),
                 engines,
                 created_unix_seconds,
+                behavior: Behavior::Vllm,
+                extra_labels: Vec::new(),
             },
         );
     }
@@ -110,9 +134,12 @@ impl Simulator {
             return false;
         };
         let pool = old.pool.clone();
+        let (behavior, labels) = (old.behavior, old.extra_labels.clone());
         let loads: Vec<EngineLoad> = old.engines.iter().map(|e| e.load).collect();
         self.add_pod(address, &pool, created_unix_seconds);
         if let Some(pod) = self.pods.get_mut(&address) {
+            pod.behavior = behavior;
+            pod.extra_labels = labels;
             for (e, l) in pod.engines.iter_mut().zip(loads) {
                 e.load = l;
             }
@@ -163,12 +190,13 @@ impl Simulator {
     /// The pod's /metrics body, or `None` if no pod listens there.
     pub fn render(&self, address: SocketAddr) -> Option<String> {
         let pod = self.pods.get(&address)?;
-        Some(render::render_metrics(
+        let text = render::render_metrics(
             &self.config.model,
             &pod.engines,
             self.config.legacy_names,
             pod.created_unix_seconds,
-        ))
+        );
+        Some(render::with_labels(&text, &pod.extra_labels))
     }
 
     pub fn status(&self) -> Vec<PodStatus> {
@@ -265,32 +293,32 @@ mod tests {
         );
         assert_eq!(r.requests_waiting, Some(0.0));
         assert_eq!(
-            r.generation_tokens_total,
+            r.generation_tokens_total(),
             Some(sum(|e| e.generation_tokens_total.floor()))
         );
         assert_eq!(
-            r.prompt_tokens_total,
+            r.prompt_tokens_total(),
             Some(sum(|e| e.prompt_tokens_total.floor()))
         );
         assert_eq!(
-            r.request_success_total,
+            r.request_success_total(),
             Some(sum(|e| e.request_success_total))
         );
-        assert!(r.request_success_total.unwrap() > 100.0);
+        assert!(r.request_success_total().unwrap() > 100.0);
+        assert_eq!(r.process_start_time_seconds, Some(1.7e9));
         let max_kv = engines
             .iter()
             .map(|e| e.kv_cache_usage())
             .fold(0.0, f64::max);
         assert_eq!(r.kv_cache_usage, Some(max_kv));
-        let ttft = r.time_to_first_token_seconds.unwrap();
+        let ttft = r.time_to_first_token().unwrap();
         assert_eq!(
             ttft.count,
             Some(sum(|e| e.time_to_first_token_seconds.count))
         );
         assert_eq!(ttft.buckets.len(), model::TTFT_BUCKETS_SECONDS.len() + 1);
-        let gen_tokens = r.request_generation_tokens.unwrap();
+        let gen_tokens = r.request_generation().unwrap();
         assert_eq!(gen_tokens.sum.unwrap() / gen_tokens.count.unwrap(), 200.0);
-        assert!(r.inter_token_latency_seconds.is_some());
     }
 
     #[test]
@@ -314,7 +342,6 @@ mod tests {
         assert!(!text.contains("vllm:kv_cache_usage_perc"));
         let r = parse_reading(&text).unwrap();
         assert!(r.kv_cache_usage.unwrap() > 0.0);
-        assert!(r.inter_token_latency_seconds.is_some());
     }
 
     #[test]

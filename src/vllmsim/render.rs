@@ -163,10 +163,42 @@ pub fn render_metrics(
             let _ = writeln!(out, "{name}_created{{{}}} {created}", labels(i));
         }
     }
+    // prometheus_client's process collector: what tells a restart from a glitch.
+    family(
+        &mut out,
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+    );
+    let _ = writeln!(out, "process_start_time_seconds {created}");
     out
 }
 
 type HistogramOf = fn(&EngineModel) -> &SimHistogram;
+
+/// Adds `labels` to every sample line of an exposition.
+pub fn with_labels(text: &str, labels: &[(String, String)]) -> String {
+    if labels.is_empty() {
+        return text.to_string();
+    }
+    let extra: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    let extra = extra.join(",");
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            out.push_str(line);
+        } else if let Some((name, rest)) = line.split_once('{') {
+            let _ = write!(out, "{name}{{{extra},{rest}");
+        } else if let Some((name, rest)) = line.split_once(' ') {
+            let _ = write!(out, "{name}{{{extra}}} {rest}");
+        }
+        out.push('\n');
+    }
+    out
+}
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");

@@ -17,7 +17,9 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 
-use super::{LoadRequest, Simulator};
+use futures::StreamExt;
+
+use super::{Behavior, HUGE_BODY_BYTES, LoadRequest, Simulator};
 
 /// Shared between the ticker, the pod listeners and the control endpoint.
 #[derive(Clone)]
@@ -147,7 +149,42 @@ fn unix_now_seconds() -> f64 {
     chrono::Utc::now().timestamp_millis() as f64 / 1000.0
 }
 
+/// 64 KiB of exposition lines of a family crossover does not read: cheap to skip, so only the
+/// byte cap stops them.
+fn filler() -> Bytes {
+    static CHUNK: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    CHUNK
+        .get_or_init(|| {
+            let line = b"junk_metric_total{padding=\"xxxxxxxxxxxxxxxxxxxxxxxx\"} 1\n";
+            let mut v = Vec::with_capacity(64 * 1024);
+            while v.len() + line.len() <= 64 * 1024 {
+                v.extend_from_slice(line);
+            }
+            v.resize(64 * 1024, b'\n');
+            Bytes::from(v)
+        })
+        .clone()
+}
+
 async fn pod_metrics(State((shared, addr)): State<(Shared, SocketAddr)>) -> Response {
+    let behavior = shared.sim().pods.get(&addr).map(|p| p.behavior);
+    let chunks = futures::stream::repeat_with(|| Ok::<_, std::io::Error>(filler()));
+    match behavior {
+        Some(Behavior::Huge) => {
+            let n = HUGE_BODY_BYTES / 65536;
+            return (
+                [(header::CONTENT_LENGTH, (n * 65536).to_string())],
+                axum::body::Body::from_stream(chunks.take(n as usize)),
+            )
+                .into_response();
+        }
+        Some(Behavior::HugeChunked) => {
+            let n = (HUGE_BODY_BYTES / 65536) as usize;
+            return axum::body::Body::from_stream(chunks.take(n)).into_response();
+        }
+        Some(Behavior::Endless) => return axum::body::Body::from_stream(chunks).into_response(),
+        _ => {}
+    }
     match shared.sim().render(addr) {
         Some(body) => (
             [(
@@ -203,6 +240,12 @@ struct AddPod {
     address: SocketAddr,
     #[serde(default = "default_pool")]
     pool: String,
+    /// What its /metrics answers (vllm, huge, hugeChunked, endless).
+    #[serde(default)]
+    behavior: Behavior,
+    /// Labels added to every series it exports.
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
 }
 
 fn default_pool() -> String {
@@ -215,10 +258,16 @@ async fn add_pod(State(shared): State<Shared>, body: Bytes) -> Response {
         Err(e) => return bad_request(e),
     };
     match shared.add_pod(req.address, &req.pool).await {
-        Ok(bound) => json(
-            StatusCode::CREATED,
-            &serde_json::json!({ "address": bound.to_string() }),
-        ),
+        Ok(bound) => {
+            if let Some(pod) = shared.sim().pods.get_mut(&bound) {
+                pod.behavior = req.behavior;
+                pod.extra_labels = req.labels.into_iter().collect();
+            }
+            json(
+                StatusCode::CREATED,
+                &serde_json::json!({ "address": bound.to_string() }),
+            )
+        }
         Err(e) => (StatusCode::CONFLICT, format!("cannot listen: {e}\n")).into_response(),
     }
 }
