@@ -138,3 +138,58 @@ fn absurd_prices_and_counts_are_refused() {
         assert!(msg.contains(want), "{spec}: {msg}");
     }
 }
+
+const PROM: &str = "model: m\ncost: {replicaHourlyUsd: 1}\nscaling:\n  metrics:\n    source: Prometheus\n    prometheus: ";
+
+#[test]
+fn the_removed_bearer_token_secret_is_refused_naming_the_replacement() {
+    let msg = refusal(&format!(
+        "{PROM}{{url: 'http://evil.example', bearerTokenSecret: {{name: db, key: password}}}}"
+    ));
+    assert!(
+        msg.contains("sourceRef") && msg.contains("PrometheusSource"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_pool_names_a_url_or_a_source_never_both() {
+    let msg = refusal(&format!(
+        "{PROM}{{url: 'http://evil.example', sourceRef: {{name: central}}}}"
+    ));
+    assert!(msg.contains("exactly one of url"), "{msg}");
+    pool(&format!("{PROM}{{sourceRef: {{name: central}}}}"))
+        .validate_cel()
+        .expect("a source alone");
+    let msg = refusal(&format!("{PROM}{{url: 'http://user:pw@prom:9090'}}"));
+    assert!(msg.contains("must not carry credentials"), "{msg}");
+}
+
+#[test]
+fn selectors_are_label_matchers_only() {
+    pool(&format!(
+        "{PROM}{{url: 'http://prom:9090', selector: 'job=\"vllm\",cluster=~\"east|west\"'}}"
+    ))
+    .validate_cel()
+    .expect("matchers");
+    let msg = refusal(&format!(
+        "{PROM}{{url: 'http://prom:9090', selector: 'job=\"x\"}} or vector(1'}}"
+    ));
+    assert!(msg.contains("PromQL label matchers"), "{msg}");
+}
+
+#[test]
+fn a_source_refuses_a_token_over_plain_http_unless_allowed() {
+    use crossover::api::PrometheusSource;
+    let source = |extra: &str| -> PrometheusSource {
+        serde_saphyr::from_str(&format!(
+            "apiVersion: crossover.dev/v1alpha1\nkind: PrometheusSource\nmetadata: {{name: central}}\nspec:\n  url: http://prom.monitoring:9090\n  bearerTokenSecretRef: {{name: prom-token, key: token}}\n{extra}"
+        ))
+        .unwrap()
+    };
+    let msg = source("").validate_cel().unwrap_err().to_string();
+    assert!(msg.contains("would travel over plain http"), "{msg}");
+    source("  allowTokenOverHttp: true\n")
+        .validate_cel()
+        .expect("allowed by the administrator");
+}

@@ -345,11 +345,7 @@ struct Elem {
 
 /// Decodes an instant-query answer (vector or matrix), keeping only the series `keep` attributes
 /// to a pod: the rest is dropped element by element as it is read.
-fn decode(
-    status: u16,
-    body: &[u8],
-    keep: &Attribute,
-) -> Result<Decoded, PrometheusError> {
+fn decode(status: u16, body: &[u8], keep: &Attribute) -> Result<Decoded, PrometheusError> {
     let mut series = Vec::new();
     let mut overflow = false;
     let mut sink = |e: Elem| {
