@@ -110,6 +110,8 @@ struct PoolState {
     baselines: BTreeMap<String, Baseline>,
     /// When the pods last answered.
     last_answer: Option<DateTime<Utc>>,
+    /// Since when this process has tracked every pod of the pool (see `DeriveInput`).
+    tracked_since: Option<DateTime<Utc>>,
     /// The last attempt that did IO, good or failed: attempts are rate-limited like readings.
     attempted: Option<Instant>,
     touched: Instant,
@@ -259,6 +261,7 @@ impl Observer {
                 uid: pool.metadata.uid.clone(),
                 baselines: BTreeMap::new(),
                 last_answer: None,
+                tracked_since: None,
                 attempted: None,
                 touched: Instant::now(),
                 interval,
@@ -268,6 +271,7 @@ impl Observer {
                 s.uid = pool.metadata.uid.clone();
                 s.baselines.clear();
                 s.last_answer = None;
+                s.tracked_since = None;
                 s.attempted = None;
             }
             s.touched = Instant::now();
@@ -328,15 +332,14 @@ impl Observer {
         let Some(state) = states.get_mut(&key) else {
             return Outcome::TooSoon;
         };
-        let known_since = state
-            .last_answer
-            .or_else(|| {
-                status_load
-                    .and_then(|l| l.observed_at.as_ref())
-                    .map(from_time)
-            })
-            .or_else(|| pool.metadata.creation_timestamp.as_ref().map(from_time))
-            .unwrap_or(now);
+        let persisted_at = status_load
+            .and_then(|l| l.observed_at.as_ref())
+            .map(from_time);
+        let created = pool.metadata.creation_timestamp.as_ref().map(from_time);
+        let tracked_since = *state
+            .tracked_since
+            .get_or_insert_with(|| persisted_at.or(created).unwrap_or(now));
+        let last_reading = state.last_answer.or(persisted_at).unwrap_or(tracked_since);
         let refresh = Duration::from_secs_f64(scrape_interval.unwrap_or(0.0).max(0.0));
         let fresh_for = chrono::Duration::from_std(interval.max(refresh) * 2).unwrap_or_default()
             + chrono::Duration::seconds(1);
@@ -346,7 +349,8 @@ impl Observer {
             current: &current,
             keep: &keep,
             pods_expected: expected,
-            known_since,
+            tracked_since,
+            last_reading,
             now,
             rate_span: chrono::Duration::from_std(interval * 5).unwrap_or_default(),
             fresh_for,

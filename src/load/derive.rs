@@ -16,9 +16,10 @@
 //!   from zero) unless `process_start_time_seconds` says the process did not restart, in which
 //!   case it is a glitch (missing data). A series that appears counts from the next reading, one
 //!   that disappears stops counting: neither is a spike.
-//! - **A pod without a baseline** counts from zero when its process started after the pool was last
-//!   observed (all its counters accrued since); otherwise from its current sample, and the span
-//!   since the pool was last observed is reported unaccounted.
+//! - **A pod without a baseline** counts from zero when its process started after the pool began
+//!   to be tracked (no token of it was ever counted, and all its counters accrued since);
+//!   otherwise from its current sample, and the span since the pool was last read is reported
+//!   unaccounted.
 //! - **Persisted baselines** (status, per-pod sums): when the baseline in memory is not the one in
 //!   status (a restart, a failover, or a status write that failed), tokens are counted from the
 //!   persisted one, so whatever month-to-date status holds, it gains each token exactly once.
@@ -118,9 +119,13 @@ pub struct DeriveInput<'a> {
     pub keep: &'a BTreeSet<String>,
     /// Pods that should have answered (the larger of the serving pods and ready replicas).
     pub pods_expected: u32,
-    /// When the pool was last observed (or created): a pod whose process started later has
-    /// served only since then.
-    pub known_since: DateTime<Utc>,
+    /// Since when every pod of the pool has been tracked (this process's first reading of it, or
+    /// the last reading persisted before it started): a pod first seen whose process started
+    /// later has never had a token counted, so all its counters are counted.
+    pub tracked_since: DateTime<Utc>,
+    /// When the pool's pods last answered: the bound of what a pod first seen without proof may
+    /// have served uncounted.
+    pub last_reading: DateTime<Utc>,
     pub now: DateTime<Utc>,
     /// Rates are taken over at most this span; older baselines give tokens only.
     pub rate_span: chrono::Duration,
@@ -208,7 +213,7 @@ pub fn derive(inp: &DeriveInput) -> Derived {
                 if strikes >= MAX_REJECTIONS {
                     // A lasting shift, not a glitch: measure afresh from here, as a pod first
                     // seen (counted, with nothing to count), and say what was lost.
-                    let since = base.map(|b| b.sample.at).unwrap_or(inp.known_since);
+                    let since = base.map(|b| b.sample.at).unwrap_or(inp.last_reading);
                     obs.unaccounted_seconds += seconds(since, cur.at);
                     counted += 1;
                     obs.pods_new += 1;
@@ -222,7 +227,7 @@ pub fn derive(inp: &DeriveInput) -> Derived {
                 } else {
                     keep_old(pod, base, saved, &mut next, &mut persisted);
                     // A pod never counted has no baseline to strike against: it is measured from
-                    // zero again next time, against a later `known_since`.
+                    // zero again next time (its counters bounded by its start time, when known).
                     if let Some(b) = next.get_mut(pod) {
                         b.rejected = strikes;
                     }
@@ -236,7 +241,7 @@ pub fn derive(inp: &DeriveInput) -> Derived {
                 let from = base
                     .map(|b| b.sample.at)
                     .or_else(|| saved.map(saved_at))
-                    .unwrap_or(inp.known_since);
+                    .unwrap_or(inp.tracked_since);
                 covered_from = Some(covered_from.map_or(from, |f| f.min(from)));
                 obs.input_tokens += c.input_tokens;
                 obs.output_tokens += c.output_tokens;
@@ -337,7 +342,8 @@ pub fn between(prev: &PoolReading, cur: &PoolReading, pods_expected: u32) -> Obs
         current: cur,
         keep: &keep,
         pods_expected,
-        known_since: since,
+        tracked_since: since,
+        last_reading: since,
         now,
         rate_span: chrono::Duration::hours(1),
         fresh_for: chrono::Duration::hours(1),
@@ -532,12 +538,12 @@ fn step(
         return Step::Rejected("counters above what one replica serves since it started");
     }
     match started {
-        Some(t) if t >= inp.known_since && t <= cur.at => {
+        Some(t) if t >= inp.tracked_since && t <= cur.at => {
             // Everything it counted, it counted since the pool was last observed.
             c.input_tokens = i;
             c.output_tokens = o;
         }
-        _ => c.unaccounted_seconds = seconds(inp.known_since, cur.at),
+        _ => c.unaccounted_seconds = seconds(inp.last_reading, cur.at),
     }
     Step::Counted(c)
 }

@@ -38,7 +38,10 @@ fn one(p: f64, g: f64) -> Reading {
 struct Pool {
     baselines: BTreeMap<String, Baseline>,
     saved: Vec<CounterBaseline>,
-    known_since: DateTime<Utc>,
+    tracked_since: DateTime<Utc>,
+    last_reading: DateTime<Utc>,
+    /// When baselines were last persisted (status.load.observedAt).
+    persisted_at: DateTime<Utc>,
     limits: Limits,
     expected: u32,
 }
@@ -48,7 +51,9 @@ impl Pool {
         Self {
             baselines: BTreeMap::new(),
             saved: Vec::new(),
-            known_since: at(-1000),
+            tracked_since: at(-1000),
+            last_reading: at(-1000),
+            persisted_at: at(-1000),
             limits: Limits::for_capacity(None, Some(1000.0)),
             expected,
         }
@@ -76,16 +81,18 @@ impl Pool {
             current: &current,
             keep: &keep,
             pods_expected: self.expected,
-            known_since: self.known_since,
+            tracked_since: self.tracked_since,
+            last_reading: self.last_reading,
             now: at(now),
             rate_span: chrono::Duration::seconds(75),
             fresh_for: chrono::Duration::seconds(31),
             limits: self.limits,
         });
         self.baselines = d.baselines.clone();
-        self.known_since = at(now);
+        self.last_reading = at(now);
         if d.pods_counted > 0 {
             self.saved = d.observation.baselines.clone();
+            self.persisted_at = at(now);
         }
         d
     }
@@ -93,6 +100,7 @@ impl Pool {
     /// The operator restarts: memory is gone, status (the persisted baselines) stays.
     fn restart_operator(&mut self) {
         self.baselines.clear();
+        self.tracked_since = self.persisted_at;
     }
 }
 
@@ -237,8 +245,9 @@ fn the_process_start_time_tells_a_restart_from_a_glitch() {
 }
 
 #[test]
-fn a_new_pod_counts_from_zero_when_its_process_started_since_the_last_reading() {
+fn a_new_pod_counts_from_zero_when_its_process_started_since_the_pool_was_tracked() {
     let mut p = Pool::new(2);
+    p.tracked_since = at(0);
     p.read(0, &[("a", one(0.0, 0.0), 0)]);
     let d = p.read(
         15,
