@@ -184,6 +184,11 @@ impl Operator {
         Self { child }
     }
 
+    /// The operator's process id (to read its memory from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

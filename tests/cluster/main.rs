@@ -5,6 +5,7 @@
 mod children;
 mod harness;
 mod helm;
+mod hostile;
 mod image;
 mod load;
 mod money;
@@ -13,3 +14,4 @@ mod ops;
 mod pools;
 mod prometheus;
 mod sim;
+mod sources;

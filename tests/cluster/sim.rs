@@ -174,6 +174,29 @@ impl Sim {
         );
     }
 
+    /// Generated tokens the simulator's pods of `pool` have counted (the truth month-to-date
+    /// must match).
+    pub async fn generation_tokens(&self, pool: &str) -> f64 {
+        let pods: Vec<serde_json::Value> = self
+            .http
+            .get(format!("http://{}/pods", self.control))
+            .send()
+            .await
+            .expect("vllm-sim control")
+            .json()
+            .await
+            .expect("pod list");
+        pods.iter()
+            .filter(|p| p["pool"] == pool)
+            .filter_map(|p| p["generationTokensTotal"].as_f64())
+            .sum()
+    }
+
+    /// The control endpoint (POST /pods to add pods with other behaviours).
+    pub fn control(&self) -> &str {
+        &self.control
+    }
+
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
