@@ -72,11 +72,11 @@ async fn hostile_metrics_bodies_leave_the_operator_small_and_other_pools_on_time
         Duration::from_secs(60),
         || async {
             let c = condition(&pools, "hostile", "MetricsAvailable").await?;
-            (c.status == "False").then_some(c)
+            (c.status == "False" && c.message.contains("larger than")).then_some(c)
         },
     )
     .await;
-    assert!(c.message.contains("larger than"), "{}", c.message);
+    println!("hostile pool: {}", c.message);
 
     // For 30 s: the victim is read every interval (2 s) and the operator stays small.
     let started = Instant::now();
