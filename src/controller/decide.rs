@@ -286,7 +286,9 @@ fn set_conditions(
         }
         status::set_condition(&mut s.conditions, update, generation, inp.now);
     }
-    if let Some(update) = scrape_interval_condition(inp.outcome, inp.pool.spec.scaling.interval_seconds) {
+    if let Some(update) =
+        scrape_interval_condition(inp.outcome, inp.pool.spec.scaling.interval_seconds)
+    {
         status::set_condition(&mut s.conditions, update, generation, inp.now);
     }
     if let Some(c) = &s.cost {
