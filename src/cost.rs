@@ -538,7 +538,9 @@ fn add_part(
         totals.unaccounted_seconds +=
             a.unaccounted_seconds.max(0.0) * (counted_seconds / span_seconds).min(1.0);
     }
-    add_tokens(totals, spec, a, token_share(a, lo, hi));
+    // Increments are new whatever span they cover (the counters' baselines make them exactly
+    // once): only a month boundary splits them, never `accounted_until`.
+    add_tokens(totals, spec, a, token_share(a, month_start, hi));
 }
 
 /// Share of the accrual's tokens whose covered time falls in [lo, hi].
