@@ -363,6 +363,9 @@ impl Observer {
         obs.scrape_interval_seconds = scrape_interval;
         let answered = current.len() as u32;
         if d.pods_counted == 0 {
+            if d.pods_warming > 0 {
+                return Outcome::WarmingUp;
+            }
             if d.pods_rejected > 0 {
                 return Outcome::Missing(format!(
                     "{} of {answered} answering pods were kept out as missing data ({})",
@@ -373,10 +376,6 @@ impl Observer {
             return Outcome::NoNewData {
                 scrape_interval_seconds: scrape_interval,
             };
-        }
-        let nothing_to_count = obs.input_tokens == 0.0 && obs.output_tokens == 0.0;
-        if obs.pods_observed == 0 && d.pods_advanced == 0 && nothing_to_count {
-            return Outcome::WarmingUp;
         }
         if let Some(what) = obs.malformed() {
             return Outcome::Missing(format!(

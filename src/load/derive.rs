@@ -105,6 +105,19 @@ pub struct Baseline {
     pub rates: Option<PodRates>,
     /// Readings in a row kept out as implausible since this baseline was taken.
     pub rejected: u32,
+    /// Set while the pod warms up (first sight, or resumed after a restart of the operator):
+    /// what its first counted reading adds besides the increment from `sample`.
+    pub pending: Option<Pending>,
+}
+
+/// What a warming pod's first counted reading owes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pending {
+    /// Count tokens from here instead of from the persisted baseline: zero at the process start
+    /// for a pod whose every token is uncounted, or this sample for a pod measured afresh.
+    pub zero: Option<CounterBaseline>,
+    /// Serving time before the first sample that no increment will cover.
+    pub unaccounted_seconds: f64,
 }
 
 /// Everything `derive` reads.
@@ -146,12 +159,18 @@ pub struct Derived {
     pub pods_counted: u32,
     /// Pods whose reading was kept out as malformed or implausible.
     pub pods_rejected: u32,
+    /// Pods seen for the first time (or again after an operator restart): their first sample
+    /// is their rates' baseline, and their tokens count with their next reading.
+    pub pods_warming: u32,
 }
 
 /// What happened to one pod.
 enum Step {
-    /// Counted: tokens (and rates unless the baseline was too old or absent).
+    /// Counted: tokens (and rates unless the baseline was too old).
     Counted(Counted),
+    /// No baseline in memory: this sample becomes one, and the pod counts from the next reading
+    /// (from the persisted baseline, or from zero, or from here with the span before written off).
+    Warming(Pending),
     /// No new sample since the baseline; the carried rates, when still current.
     Stale(Option<PodRates>),
     /// Kept out; the reason for the condition message.
@@ -165,8 +184,6 @@ struct Counted {
     rates: Option<PodRates>,
     ttft: Option<Histogram>,
     generation: Option<Histogram>,
-    /// No baseline: a first sight of the pod (its rates count from the next reading).
-    new: bool,
 }
 
 pub fn derive(inp: &DeriveInput) -> Derived {
@@ -178,7 +195,7 @@ pub fn derive(inp: &DeriveInput) -> Derived {
         inp.saved.iter().map(|b| (b.pod.as_str(), b)).collect();
     let mut next: BTreeMap<String, Baseline> = BTreeMap::new();
     let mut persisted: BTreeMap<String, CounterBaseline> = BTreeMap::new();
-    let (mut advanced, mut counted, mut rejected) = (0, 0, 0);
+    let (mut advanced, mut counted, mut rejected, mut warming) = (0, 0, 0, 0);
     let mut ttft = Histogram::default();
     let (mut gen_sum, mut gen_count) = (0.0, 0.0);
     let mut covered_from: Option<DateTime<Utc>> = None;
@@ -212,15 +229,19 @@ pub fn derive(inp: &DeriveInput) -> Derived {
                 let strikes = base.map_or(1, |b| b.rejected + 1);
                 if strikes >= MAX_REJECTIONS {
                     // A lasting shift, not a glitch: measure afresh from here, as a pod first
-                    // seen (counted, with nothing to count), and say what was lost.
+                    // seen, and say what was lost when it next counts.
                     let since = base.map(|b| b.sample.at).unwrap_or(inp.last_reading);
-                    obs.unaccounted_seconds += seconds(since, cur.at);
-                    counted += 1;
+                    warming += 1;
                     obs.pods_new += 1;
                     let fresh = Baseline {
                         sample: cur.clone(),
                         rates: None,
                         rejected: 0,
+                        // From this sample, whatever status still holds.
+                        pending: Some(Pending {
+                            zero: Some(persist(pod, cur)),
+                            unaccounted_seconds: seconds(since, cur.at),
+                        }),
                     };
                     persisted.insert(pod.clone(), persist(pod, &fresh.sample));
                     next.insert(pod.clone(), fresh);
@@ -233,26 +254,46 @@ pub fn derive(inp: &DeriveInput) -> Derived {
                     }
                 }
             }
+            Step::Warming(pending) => {
+                warming += 1;
+                obs.pods_new += 1;
+                // Status keeps what month-to-date has counted up to: the persisted baseline if
+                // any, else zero at the process start, else this sample (the rest written off).
+                let written = saved.cloned().unwrap_or_else(|| match &pending.zero {
+                    Some(zero) => CounterBaseline {
+                        pod: pod.clone(),
+                        ..zero.clone()
+                    },
+                    None => persist(pod, cur),
+                });
+                persisted.insert(pod.clone(), written);
+                next.insert(
+                    pod.clone(),
+                    Baseline {
+                        sample: cur.clone(),
+                        rates: None,
+                        rejected: 0,
+                        pending: Some(pending),
+                    },
+                );
+            }
             Step::Counted(c) => {
                 counted += 1;
-                if !c.new {
-                    advanced += 1;
-                }
+                advanced += 1;
                 let from = base
-                    .map(|b| b.sample.at)
+                    .and_then(|b| b.pending.as_ref()?.zero.as_ref().map(saved_at))
                     .or_else(|| saved.map(saved_at))
+                    .into_iter()
+                    .chain(base.map(|b| b.sample.at))
+                    .min()
                     .unwrap_or(inp.tracked_since);
                 covered_from = Some(covered_from.map_or(from, |f| f.min(from)));
                 obs.input_tokens += c.input_tokens;
                 obs.output_tokens += c.output_tokens;
                 obs.unaccounted_seconds += c.unaccounted_seconds;
-                match &c.rates {
-                    Some(rates) => {
-                        add_rates(&mut obs, rates);
-                        obs.pods_observed += 1;
-                    }
-                    None if c.new => obs.pods_new += 1,
-                    None => {}
+                if let Some(rates) = &c.rates {
+                    add_rates(&mut obs, rates);
+                    obs.pods_observed += 1;
                 }
                 if let Some(h) = &c.ttft {
                     ttft.add(h);
@@ -270,6 +311,7 @@ pub fn derive(inp: &DeriveInput) -> Derived {
                     sample: cur.clone(),
                     rates: c.rates,
                     rejected: 0,
+                    pending: None,
                 };
                 persisted.insert(pod.clone(), persist(pod, &fresh.sample));
                 next.insert(pod.clone(), fresh);
@@ -294,10 +336,17 @@ pub fn derive(inp: &DeriveInput) -> Derived {
             persisted.entry(b.pod.clone()).or_insert_with(|| b.clone());
         }
     }
+    // Whatever else is kept in memory: from where its tokens are still to be counted.
     for (pod, b) in &next {
-        persisted
-            .entry(pod.clone())
-            .or_insert_with(|| persist(pod, &b.sample));
+        persisted.entry(pod.clone()).or_insert_with(|| {
+            match b.pending.as_ref().and_then(|p| p.zero.as_ref()) {
+                Some(zero) => CounterBaseline {
+                    pod: pod.clone(),
+                    ..zero.clone()
+                },
+                None => persist(pod, &b.sample),
+            }
+        });
     }
 
     obs.ttft_p50_seconds = histogram_quantile(0.5, &ttft.buckets);
@@ -314,6 +363,7 @@ pub fn derive(inp: &DeriveInput) -> Derived {
         pods_advanced: advanced,
         pods_counted: counted,
         pods_rejected: rejected,
+        pods_warming: warming,
     }
 }
 
@@ -329,6 +379,7 @@ pub fn between(prev: &PoolReading, cur: &PoolReading, pods_expected: u32) -> Obs
                     sample: r.clone(),
                     rates: None,
                     rejected: 0,
+                    pending: None,
                 },
             )
         })
@@ -473,9 +524,6 @@ fn step(
     cur: &PodReading,
 ) -> Step {
     let r = &cur.reading;
-    // Money is counted from the persisted baseline whenever it is not the one in memory.
-    let saved_behind = saved
-        .filter(|s| base.is_none_or(|b| b.sample.at.timestamp_millis() != s.sampled_at_unix_ms));
     if let Some(b) = base {
         let elapsed = seconds(b.sample.at, cur.at);
         if elapsed <= 0.0 {
@@ -485,8 +533,13 @@ fn step(
             Ok(c) => c,
             Err(why) => return Step::Rejected(why),
         };
-        if let Some(s) = saved_behind {
-            // Tokens since the persisted baseline; the rates stay those of the last interval.
+        // Money is counted from the zero of a pod first seen, or from the persisted baseline
+        // whenever it is not the one in memory (a status write that failed, an operator restart).
+        let pending = b.pending.as_ref();
+        let from = pending
+            .and_then(|p| p.zero.as_ref())
+            .or(saved.filter(|s| b.sample.at.timestamp_millis() != s.sampled_at_unix_ms));
+        if let Some(s) = from {
             match from_saved(inp, s, cur) {
                 Ok(Some((i, o, lost))) => {
                     c.input_tokens = i;
@@ -497,35 +550,11 @@ fn step(
                 Err(why) => return Step::Rejected(why),
             }
         }
+        c.unaccounted_seconds += pending.map_or(0.0, |p| p.unaccounted_seconds);
         return Step::Counted(c);
     }
-    if let Some(s) = saved {
-        return match from_saved(inp, s, cur) {
-            Ok(Some((input_tokens, output_tokens, lost))) => Step::Counted(Counted {
-                input_tokens,
-                output_tokens,
-                unaccounted_seconds: lost,
-                // Rates over the operator's own gap would average it away: tokens only.
-                rates: None,
-                ttft: None,
-                generation: None,
-                new: true,
-            }),
-            Ok(None) => Step::Stale(None),
-            Err(why) => Step::Rejected(why),
-        };
-    }
-    // First sight of the pod.
+    // No baseline in memory: this sample starts one.
     let started = started_at(r);
-    let mut c = Counted {
-        input_tokens: 0.0,
-        output_tokens: 0.0,
-        unaccounted_seconds: 0.0,
-        rates: None,
-        ttft: None,
-        generation: None,
-        new: true,
-    };
     let (i, o) = (
         r.prompt_tokens_total().unwrap_or(0.0),
         r.generation_tokens_total().unwrap_or(0.0),
@@ -537,15 +566,30 @@ fn step(
     {
         return Step::Rejected("counters above what one replica serves since it started");
     }
-    match started {
-        Some(t) if t >= inp.tracked_since && t <= cur.at => {
-            // Everything it counted, it counted since the pool was last observed.
-            c.input_tokens = i;
-            c.output_tokens = o;
-        }
-        _ => c.unaccounted_seconds = seconds(inp.last_reading, cur.at),
+    if saved.is_some() {
+        // Resuming: the persisted baseline is what the next reading counts from.
+        return Step::Warming(Pending {
+            zero: None,
+            unaccounted_seconds: 0.0,
+        });
     }
-    Step::Counted(c)
+    Step::Warming(match started {
+        // Every token it counted, it counted since the pool began to be tracked: count all.
+        Some(t) if t >= inp.tracked_since && t <= cur.at => Pending {
+            zero: Some(CounterBaseline {
+                pod: String::new(),
+                sampled_at_unix_ms: t.timestamp_millis(),
+                process_start_unix_seconds: r.process_start_time_seconds,
+                input_tokens: 0.0,
+                output_tokens: 0.0,
+            }),
+            unaccounted_seconds: 0.0,
+        },
+        _ => Pending {
+            zero: None,
+            unaccounted_seconds: seconds(inp.last_reading, cur.at),
+        },
+    })
 }
 
 fn plausible(inp: &DeriveInput, input: f64, output: f64, elapsed: f64) -> bool {
@@ -611,7 +655,6 @@ fn from_memory(
             )
         }),
         rates,
-        new: false,
     })
 }
 
