@@ -249,7 +249,9 @@ async fn run_controller(client: Client, opts: RunOptions) -> anyhow::Result<()> 
     let (pod_store, pod_writer) = reflector::store();
     let pod_watch = reflector(
         pod_writer,
-        watcher(pods, watcher::Config::default().labels(POOL_LABEL)),
+        // managedFields are a large share of a Pod and nothing here reads them.
+        watcher(pods, watcher::Config::default().labels(POOL_LABEL))
+            .modify(|p| p.metadata.managed_fields = None),
     )
     .default_backoff()
     .touched_objects()

@@ -361,6 +361,15 @@ impl Observer {
         drop(states);
         let mut obs = d.observation;
         obs.scrape_interval_seconds = scrape_interval;
+        // Prometheus discovers a new pod a scrape or two after it is Ready: until then it is a
+        // new pod (no scale-down, no Warning), not a missing one.
+        if let Some(scrape) = scrape_interval {
+            let grace = chrono::Duration::seconds((3.0 * scrape).max(60.0) as i64);
+            obs.pods_new += recently_ready(pods, &ns, &name, now - grace)
+                .iter()
+                .filter(|p| !current.contains_key(*p))
+                .count() as u32;
+        }
         let answered = current.len() as u32;
         if d.pods_counted == 0 {
             if d.pods_warming > 0 {
@@ -756,6 +765,28 @@ fn api_error(e: &kube::Error) -> String {
         kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
         _ => "the API server could not be reached".into(),
     }
+}
+
+/// The pool's serving pods that became Ready after `since`.
+fn recently_ready(
+    pods: &Store<Pod>,
+    namespace: &str,
+    pool: &str,
+    since: DateTime<Utc>,
+) -> BTreeSet<String> {
+    pods.state()
+        .iter()
+        .filter(|p| of_pool(p, namespace, pool) && serving(p).is_some())
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+                .and_then(|c| c.last_transition_time.as_ref())
+                .is_some_and(|t| from_time(t) > since)
+        })
+        .map(|p| p.name_any())
+        .collect()
 }
 
 /// Every serving crossover pod in these namespaces, by IP: the only addresses a series may come

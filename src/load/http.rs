@@ -118,6 +118,8 @@ pub enum UrlError {
     Credentials,
     #[error("is a link-local or cloud metadata address, which crossover refuses")]
     AddressRefused,
+    #[error("must not carry a query or fragment (crossover appends the API path)")]
+    Query,
 }
 
 /// Checks a base URL before any request: scheme, no userinfo, no refused IP literal (names are
@@ -129,6 +131,10 @@ pub fn check_url(url: &str, allow_link_local: bool) -> Result<reqwest::Url, UrlE
     }
     if !u.username().is_empty() || u.password().is_some() {
         return Err(UrlError::Credentials);
+    }
+    // A `?` or `#` would turn the appended /api/v1/query into a parameter: any path on the host.
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(UrlError::Query);
     }
     let host = u.host_str().ok_or(UrlError::Invalid)?;
     let ip = host
@@ -298,6 +304,10 @@ mod tests {
         assert_eq!(
             check_url("file:///etc/passwd", false).unwrap_err(),
             UrlError::Scheme
+        );
+        assert_eq!(
+            check_url("http://10.0.0.5:8500/v1/agent/self?", false).unwrap_err(),
+            UrlError::Query
         );
         assert_eq!(
             redact_url("https://user:pw@thanos.example:443/prom?token=s3cret#x"),
