@@ -280,9 +280,15 @@ pub fn derive(inp: &DeriveInput) -> Derived {
             Step::Counted(c) => {
                 counted += 1;
                 advanced += 1;
-                let from = base
-                    .and_then(|b| b.pending.as_ref()?.zero.as_ref().map(saved_at))
-                    .or_else(|| saved.map(saved_at))
+                // The time the increments are spread over (month-to-date splits them across a
+                // month boundary by it): from the baseline, or across the gap to a persisted one.
+                // A pod counted from zero spreads its first tokens over its first interval, not
+                // its life: most of that life is loading the model.
+                let from_zero =
+                    base.is_some_and(|b| b.pending.as_ref().is_some_and(|p| p.zero.is_some()));
+                let from = saved
+                    .filter(|_| !from_zero)
+                    .map(saved_at)
                     .into_iter()
                     .chain(base.map(|b| b.sample.at))
                     .min()

@@ -3,7 +3,6 @@
 //! scraping pool reaches on the same load, however Prometheus is set up: slower than the pool,
 //! with two jobs on the same pods, with a target that lies about its labels, or behind https.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -14,7 +13,7 @@ use crossover::api::InferencePool;
 
 use crate::harness::*;
 use crate::load::{replicas, replicas_stay};
-use crate::sim::{Sim, pod_ips};
+use crate::sim::{Sim, free_port, pod_ips};
 
 /// How the test's Prometheus scrapes.
 pub struct Setup {
@@ -43,14 +42,6 @@ pub struct Prometheus {
     child: Child,
     dir: PathBuf,
     pub url: String,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A CA and a certificate for 127.0.0.1 signed by it, made with openssl in `dir`.

@@ -17,7 +17,8 @@ pub struct Sim {
     last_load: std::sync::Mutex<Option<(String, f64, f64, f64)>>,
 }
 
-fn free_port() -> u16 {
+/// A free loopback port.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
