@@ -223,7 +223,8 @@ impl Observer {
             ca_pem: None,
             timeout: options.scrape_timeout.max(options.prometheus_timeout),
         })
-        .unwrap_or_default();
+        // No CA and no custom roots: only the TLS backend itself could fail, at start-up.
+        .expect("the metrics HTTP client builds");
         Self {
             scrape_permits: Semaphore::new(options.scrape_permits.max(1)),
             prometheus_permits: Semaphore::new(options.prometheus_permits.max(1)),
@@ -456,9 +457,9 @@ impl Observer {
                 )));
             }
         }
-        if !failed.is_empty() {
+        if !failed.is_empty() || !refused.is_empty() {
             let kinds: BTreeSet<&str> = failed.iter().map(|(_, e)| e.kind()).collect();
-            tracing::warn!(pool = %pool.name_any(), failed = failed.len(), kinds = ?kinds, "some pods could not be scraped");
+            tracing::warn!(pool = %pool.name_any(), failed = failed.len(), refused = refused.len(), kinds = ?kinds, "some pods could not be scraped");
         }
         Ok((ok, None))
     }
