@@ -87,8 +87,8 @@ pub struct ObserverOptions {
     /// Pod scrapes in flight across all pools. Each is bounded in memory by the parser's caps
     /// (under 1 MiB), so this bounds scrape memory too.
     pub scrape_permits: usize,
-    /// Prometheus answers in flight across all servers; each may buffer up to
-    /// `http::PROMETHEUS_BODY_LIMIT_BYTES`.
+    /// Prometheus answers in flight across all servers; each is decoded as it streams in, so
+    /// memory holds only the series kept (`prometheus::MAX_SERIES` at most).
     pub prometheus_permits: usize,
 }
 
@@ -100,7 +100,7 @@ impl Default for ObserverOptions {
             scrape_timeout: Duration::from_secs(3),
             prometheus_timeout: Duration::from_secs(10),
             scrape_permits: 32,
-            prometheus_permits: 2,
+            prometheus_permits: 4,
         }
     }
 }

@@ -248,20 +248,6 @@ pub async fn stream_body<E>(
     Ok(())
 }
 
-/// Reads a whole body under `limit` bytes.
-pub async fn read_body(
-    resp: reqwest::Response,
-    limit: u64,
-) -> Result<Vec<u8>, BodyError<std::convert::Infallible>> {
-    let mut out = Vec::new();
-    stream_body(resp, limit, |c| {
-        out.extend_from_slice(c);
-        Ok(())
-    })
-    .await?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

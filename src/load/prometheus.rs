@@ -28,7 +28,9 @@ use thiserror::Error;
 use tokio::sync::Semaphore;
 
 use super::derive::PodReading;
-use super::http::{self, BodyError, PROMETHEUS_BODY_LIMIT_BYTES, RequestError};
+use futures::StreamExt;
+
+use super::http::{PROMETHEUS_BODY_LIMIT_BYTES, RequestError};
 use super::parse::{ParseError, ReadingBuilder, is_used_family, parse_float};
 
 /// Counters and gauges the policy reads, plus the process start time that confirms restarts.
@@ -242,28 +244,62 @@ impl PrometheusClient {
         for (k, v) in &self.headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        let body = tokio::time::timeout(self.timeout, async {
+        tokio::time::timeout(self.timeout, async {
             let _permit = permits.acquire().await;
             let resp = req
                 .send()
                 .await
                 .map_err(|e| PrometheusError::Request(e.into()))?;
             let status = resp.status().as_u16();
-            let body = http::read_body(resp, PROMETHEUS_BODY_LIMIT_BYTES)
+            if resp
+                .content_length()
+                .is_some_and(|n| n > PROMETHEUS_BODY_LIMIT_BYTES)
+            {
+                return Err(PrometheusError::TooLarge(PROMETHEUS_BODY_LIMIT_BYTES));
+            }
+            // The body is decoded on a blocking thread as it arrives, a few chunks at a time:
+            // memory holds the kept series, never the body.
+            let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+            let decoder = tokio::task::spawn_blocking(move || {
+                decode(
+                    status,
+                    std::io::BufReader::new(Chunks::new(rx)),
+                    keep.as_ref(),
+                )
+            });
+            let mut body = resp.bytes_stream();
+            let mut read = 0u64;
+            let mut failed = None;
+            while let Some(chunk) = body.next().await {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => {
+                        failed = Some(PrometheusError::Request(e.into()));
+                        break;
+                    }
+                };
+                read += chunk.len() as u64;
+                if read > PROMETHEUS_BODY_LIMIT_BYTES {
+                    failed = Some(PrometheusError::TooLarge(PROMETHEUS_BODY_LIMIT_BYTES));
+                    break;
+                }
+                // The decoder gave up (an error, or too many series): its answer says why.
+                if tx.send(chunk.to_vec()).await.is_err() {
+                    break;
+                }
+            }
+            // The decoder sees the end of the body (or of what was read) and finishes.
+            drop(tx);
+            let decoded = decoder
                 .await
-                .map_err(|e| match e {
-                    BodyError::TooLarge { limit } => PrometheusError::TooLarge(limit),
-                    BodyError::Read(r) => PrometheusError::Request(r),
-                    BodyError::Sink(never) => match never {},
-                })?;
-            Ok::<_, PrometheusError>((status, body))
+                .map_err(|_| PrometheusError::Decode("decoder panicked"))?;
+            match failed {
+                Some(e) => Err(e),
+                None => decoded,
+            }
         })
         .await
-        .map_err(|_| PrometheusError::Timeout(self.timeout))??;
-        let (status, body) = body;
-        tokio::task::spawn_blocking(move || decode(status, &body, keep.as_ref()))
-            .await
-            .map_err(|_| PrometheusError::Decode("decoder panicked"))?
+        .map_err(|_| PrometheusError::Timeout(self.timeout))?
     }
 
     /// Reads every serving pod in `targets` that falls in `scope`, in two queries.
@@ -334,6 +370,41 @@ struct Decoded {
     series: Vec<Kept>,
 }
 
+/// A body arriving in chunks from the async side, read by the blocking decoder.
+struct Chunks {
+    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Chunks {
+    fn new(rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Self {
+        Self {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl std::io::Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.cur.len() {
+            match self.rx.blocking_recv() {
+                Some(next) => {
+                    self.cur = next;
+                    self.pos = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 #[derive(Deserialize)]
 struct Elem {
     metric: HashMap<String, String>,
@@ -345,7 +416,11 @@ struct Elem {
 
 /// Decodes an instant-query answer (vector or matrix), keeping only the series `keep` attributes
 /// to a pod: the rest is dropped element by element as it is read.
-fn decode(status: u16, body: &[u8], keep: &Attribute) -> Result<Decoded, PrometheusError> {
+fn decode(
+    status: u16,
+    body: impl std::io::Read,
+    keep: &Attribute,
+) -> Result<Decoded, PrometheusError> {
     let mut series = Vec::new();
     let mut overflow = false;
     let mut sink = |e: Elem| {
@@ -372,7 +447,7 @@ fn decode(status: u16, body: &[u8], keep: &Attribute) -> Result<Decoded, Prometh
         });
         true
     };
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut de = serde_json::Deserializer::from_reader(body);
     let head = ResponseSeed { sink: &mut sink }.deserialize(&mut de);
     if overflow {
         return Err(PrometheusError::TooManySeries);
@@ -639,7 +714,7 @@ mod tests {
     fn errors_are_kinds_never_the_servers_words() {
         let e = decode(
             400,
-            br#"{"status":"error","errorType":"bad_data","error":"secret=hunter2"}"#,
+            &br#"{"status":"error","errorType":"bad_data","error":"secret=hunter2"}"#[..],
             &keep(),
         )
         .err()
@@ -648,19 +723,25 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"));
         let e = decode(
             400,
-            br#"{"status":"error","errorType":"<script>","error":"x"}"#,
+            &br#"{"status":"error","errorType":"<script>","error":"x"}"#[..],
             &keep(),
         )
         .err()
         .unwrap();
         assert_eq!(e, PrometheusError::Api("other"));
         assert_eq!(
-            decode(502, b"<html>bad gateway</html>", &keep()).err(),
+            decode(502, &b"<html>bad gateway</html>"[..], &keep()).err(),
             Some(PrometheusError::Status(502))
         );
-        assert_eq!(decode(200, b"{", &keep()).err().unwrap().kind(), "decode");
+        assert_eq!(
+            decode(200, &b"{"[..], &keep()).err().unwrap().kind(),
+            "decode"
+        );
         let scalar = br#"{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}"#;
-        assert_eq!(decode(200, scalar, &keep()).err().unwrap().kind(), "decode");
+        assert_eq!(
+            decode(200, &scalar[..], &keep()).err().unwrap().kind(),
+            "decode"
+        );
     }
 
     #[test]

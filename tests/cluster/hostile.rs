@@ -1,6 +1,7 @@
-//! A pool author controls what answers at their pods' /metrics. Pods that answer with hundreds
-//! of megabytes (announced, or streamed) or with a body that never ends must leave the operator
-//! under the chart's memory limit and every other pool reconciled on time.
+//! A pool author controls what answers at their pods' /metrics, and at a Prometheus URL they
+//! name. Pods that answer with hundreds of megabytes (announced, or streamed) or with a body that
+//! never ends, and a "Prometheus" that never stops sending, must leave the operator under the
+//! chart's memory limit and every other pool reconciled on time.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,25 @@ fn peak_rss_bytes(pid: u32) -> u64 {
     kb * 1024
 }
 
+/// An HTTP server whose every answer streams forever; returns its URL.
+async fn endless_server() -> String {
+    let chunk = axum::body::Bytes::from(vec![b' '; 64 * 1024]);
+    let app = axum::Router::new().fallback(move || {
+        let chunk = chunk.clone();
+        async move {
+            axum::body::Body::from_stream(futures::stream::repeat_with(move || {
+                Ok::<_, std::io::Error>(chunk.clone())
+            }))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
 #[tokio::test]
 async fn hostile_metrics_bodies_leave_the_operator_small_and_other_pools_on_time() {
     let client = client().await;
@@ -38,6 +58,16 @@ async fn hostile_metrics_bodies_leave_the_operator_small_and_other_pools_on_time
         .replace("maxReplicas: 4", "maxReplicas: 3");
     apply(&ns.name, &hostile);
     apply(&ns.name, &pool("victim", "{source: Scrape}"));
+    // And a Prometheus-mode pool whose "Prometheus" answers every query with a body that never
+    // ends (any pool author may name any URL without credentials).
+    let endless = endless_server().await;
+    apply(
+        &ns.name,
+        &pool(
+            "hostile-prom",
+            &format!("{{source: Prometheus, prometheus: {{url: \"{endless}\"}}}}"),
+        ),
+    );
     let pods = eventually(
         "3 hostile pods and a victim",
         Duration::from_secs(60),
@@ -78,6 +108,17 @@ async fn hostile_metrics_bodies_leave_the_operator_small_and_other_pools_on_time
     .await;
     println!("hostile pool: {}", c.message);
 
+    let c = eventually(
+        "the hostile Prometheus pool says why",
+        Duration::from_secs(60),
+        || async {
+            let c = condition(&pools, "hostile-prom", "MetricsAvailable").await?;
+            (c.status == "False" && c.message.contains("larger than")).then_some(c)
+        },
+    )
+    .await;
+    println!("hostile Prometheus pool: {}", c.message);
+
     // For 30 s: the victim is read every interval (2 s) and the operator stays small.
     let started = Instant::now();
     let mut last_seen = None;
@@ -102,7 +143,7 @@ async fn hostile_metrics_bodies_leave_the_operator_small_and_other_pools_on_time
     longest_gap = longest_gap.max(since_change.elapsed());
     let peak = peak_rss_bytes(op.pid());
     println!(
-        "operator peak RSS {:.1} MiB under three hostile /metrics bodies; the victim's readings at most {longest_gap:?} apart (interval 2 s)",
+        "operator peak RSS {:.1} MiB under three hostile /metrics bodies and an endless Prometheus; the victim's readings at most {longest_gap:?} apart (interval 2 s)",
         peak as f64 / 1048576.0
     );
     assert!(peak < CHART_LIMIT_BYTES, "peak RSS {peak} bytes");
