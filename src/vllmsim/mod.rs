@@ -79,6 +79,8 @@ pub enum Behavior {
     HugeChunked,
     /// An exposition that never ends.
     Endless,
+    /// 503 on /metrics while the engine keeps serving and counting: a metrics outage.
+    Unavailable,
 }
 
 /// The size of a `Huge` body: far past any cap, and past the operator's memory limit.

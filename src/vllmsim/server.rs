@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
@@ -95,6 +95,7 @@ impl Shared {
             .route("/pods", get(list_pods).post(add_pod))
             .route("/pods/{address}", delete(remove_pod))
             .route("/pods/{address}/restart", post(restart_pod))
+            .route("/pods/{address}/behavior", put(set_behavior))
             .with_state(self.clone())
     }
 }
@@ -183,6 +184,7 @@ async fn pod_metrics(State((shared, addr)): State<(Shared, SocketAddr)>) -> Resp
             return axum::body::Body::from_stream(chunks.take(n)).into_response();
         }
         Some(Behavior::Endless) => return axum::body::Body::from_stream(chunks).into_response(),
+        Some(Behavior::Unavailable) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
         _ => {}
     }
     match shared.sim().render(addr) {
@@ -280,6 +282,33 @@ async fn remove_pod(State(shared): State<Shared>, Path(address): Path<String>) -
         StatusCode::NO_CONTENT.into_response()
     } else {
         StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+#[derive(Deserialize)]
+struct SetBehavior {
+    behavior: Behavior,
+}
+
+/// Switches what an existing pod's /metrics answers (its engine keeps its state and counters).
+async fn set_behavior(
+    State(shared): State<Shared>,
+    Path(address): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Ok(addr) = address.parse() else {
+        return bad_request("address must be ip:port");
+    };
+    let req: SetBehavior = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(e),
+    };
+    match shared.sim().pods.get_mut(&addr) {
+        Some(pod) => {
+            pod.behavior = req.behavior;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 

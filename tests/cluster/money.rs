@@ -396,3 +396,144 @@ spec:
     );
     assert!(added_seconds >= 0.0);
 }
+
+/// Switches what the simulator's pods of `pool` answer on /metrics (they keep serving).
+async fn metrics_behavior(sim: &Sim, client: &kube::Client, ns: &str, pool: &str, behavior: &str) {
+    let http = reqwest::Client::new();
+    for (_, ip) in crate::sim::pod_ips(client, ns, pool).await {
+        let r = http
+            .put(format!("http://{}/pods/{ip}:8000/behavior", sim.control()))
+            .json(&serde_json::json!({ "behavior": behavior }))
+            .send()
+            .await
+            .expect("vllm-sim control");
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+}
+
+#[tokio::test]
+async fn a_metrics_outage_bills_every_provisioned_second_and_counts_every_token() {
+    let client = client().await;
+    install_crd().await;
+    let ns = TestNamespace::new(&client, "outage").await;
+    let _op = Operator::start(&ns.name);
+    let manifest = r#"apiVersion: crossover.dev/v1alpha1
+kind: InferencePool
+metadata: {name: outage}
+spec:
+  model: m
+  minReplicas: 2
+  maxReplicas: 2
+  capacity: {outputTokensPerSecond: 5000}
+  scaling: {intervalSeconds: 2}
+  cost: {replicaHourlyUsd: 3.6}
+  compareTo: {model: gpt-5, inputUsdPerMillionTokens: 2.5, outputUsdPerMillionTokens: 10}
+"#;
+    apply(&ns.name, manifest);
+    eventually("two running pods", Duration::from_secs(60), || async {
+        (crate::sim::pod_ips(&client, &ns.name, "outage").await.len() == 2).then_some(())
+    })
+    .await;
+    let sim = Sim::start(&client, &ns.name, "outage", 100_000.0).await;
+    sim.load("outage", 10.0, 200.0, 50.0).await;
+    cost_when(&client, &ns.name, "outage", "tokens counted", |c| {
+        c.month_to_date
+            .as_ref()
+            .is_some_and(|m| m.output_tokens > 0.0)
+    })
+    .await;
+
+    // Both pods' /metrics answer 503 for a dozen seconds (six intervals) while they keep serving.
+    metrics_behavior(&sim, &client, &ns.name, "outage", "unavailable").await;
+    let pools: Api<InferencePool> = Api::namespaced(client.clone(), &ns.name);
+    let metrics = |want: &'static str| {
+        let pools = pools.clone();
+        move || {
+            let pools = pools.clone();
+            async move {
+                let s = pools.get("outage").await.ok()?.status?;
+                let c = s
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "MetricsAvailable")?;
+                (c.status == want).then_some(())
+            }
+        }
+    };
+    eventually(
+        "MetricsAvailable=False",
+        Duration::from_secs(30),
+        metrics("False"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    metrics_behavior(&sim, &client, &ns.name, "outage", "vllm").await;
+    eventually(
+        "MetricsAvailable=True",
+        Duration::from_secs(30),
+        metrics("True"),
+    )
+    .await;
+
+    // Freeze the counters, and let the operator read them once more.
+    sim.load("outage", 0.0, 0.0, 0.0).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let truth = sim.generation_tokens("outage").await;
+    let mut m = None;
+    for _ in 0..60 {
+        m = pools
+            .get("outage")
+            .await
+            .ok()
+            .and_then(|p| p.status?.cost?.month_to_date);
+        if m.as_ref()
+            .is_some_and(|m| (m.output_tokens - truth).abs() <= 0.001 * truth)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let m = m.expect("month-to-date");
+    println!(
+        "outage: month-to-date {:.0} output tokens, the pods counted {truth:.0} ({:+.2}%)",
+        m.output_tokens,
+        (m.output_tokens - truth) / truth * 100.0
+    );
+    assert!(truth > 10_000.0, "the pods served {truth} tokens");
+    assert!(
+        (m.output_tokens - truth).abs() <= 0.001 * truth,
+        "every token counted once"
+    );
+
+    // Hardware: every second each pod held its GPUs, outage included.
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &ns.name)
+        .list(&kube::api::ListParams::default().labels("crossover.dev/pool=outage"))
+        .await
+        .unwrap();
+    let until = from_time(&m.accounted_until);
+    let provisioned: f64 = pods
+        .items
+        .iter()
+        .map(|p| {
+            let scheduled = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
+                .and_then(|c| c.last_transition_time.as_ref())
+                .map(from_time)
+                .expect("a scheduled pod");
+            (until - scheduled).num_milliseconds() as f64 / 1000.0
+        })
+        .sum();
+    let billed = m.replica_hours * 3600.0;
+    println!(
+        "outage: billed {billed:.1} replica-seconds, the pods held their GPUs {provisioned:.1} ({:+.2}%)",
+        (billed - provisioned) / provisioned * 100.0
+    );
+    assert!(
+        (billed - provisioned).abs() <= 4.0,
+        "billed {billed} replica-seconds, provisioned {provisioned}"
+    );
+    assert!((m.pool_usd - m.replica_hours * 3.6).abs() < 1e-6);
+}
