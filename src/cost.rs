@@ -365,27 +365,30 @@ pub struct ProvisionedPod {
 }
 
 /// Replica-seconds provisioned over [from, to]: each pod seen now for its overlap with the span,
-/// plus the pods billed at `from` (`billed_at_from`) that have gone since, each for half the span
-/// (when within it they went is not known; the error is at most half an interval per pod).
+/// plus the pods billed at `from` (`billed_at_from`) that have gone since. Those were still there
+/// at the last look (`seen_until`, when known), and each bills until half way from it to `to`:
+/// the error is at most half the time between two looks per pod that left.
 pub fn replica_seconds(
     pods: &[ProvisionedPod],
     billed_at_from: u32,
     from: DateTime<Utc>,
+    seen_until: Option<DateTime<Utc>>,
     to: DateTime<Utc>,
 ) -> f64 {
     let span = seconds_between(from, to).max(0.0);
-    let mut seen = 0.0;
+    let seen = seen_until.map_or(0.0, |s| seconds_between(from, s).clamp(0.0, span));
+    let mut held = 0.0;
     let mut survivors: u32 = 0;
     for pod in pods {
         let lo = pod.scheduled_at.max(from);
         let hi = pod.ended_at.unwrap_or(to).min(to);
-        seen += seconds_between(lo, hi).max(0.0);
+        held += seconds_between(lo, hi).max(0.0);
         if pod.scheduled_at <= from {
             survivors = survivors.saturating_add(1);
         }
     }
     let vanished = billed_at_from.saturating_sub(survivors);
-    seen + f64::from(vanished) * span / 2.0
+    held + f64::from(vanished) * (seen + (span - seen) / 2.0)
 }
 
 /// What one accounting step adds to month-to-date.
@@ -964,7 +967,7 @@ mod tests {
     }
 
     #[test]
-    fn replica_seconds_bill_scheduled_pods_and_half_the_span_for_those_gone() {
+    fn replica_seconds_bill_scheduled_pods_and_half_the_last_gap_for_those_gone() {
         let t0 = at("2026-05-10T00:00:00Z");
         let t1 = at("2026-05-10T00:01:00Z");
         let pods = [
@@ -978,14 +981,21 @@ mod tests {
                 ended_at: None,
             },
         ];
-        // Three were billed at t0; one of them has gone since (half the span).
+        // Three were billed at t0; two of them have gone since (half the span each).
         assert!(close(
-            replica_seconds(&pods, 3, t0, t1),
+            replica_seconds(&pods, 3, t0, None, t1),
             60.0 + 30.0 + 2.0 * 30.0,
             1e-9
         ));
-        assert!(close(replica_seconds(&pods, 0, t0, t1), 90.0, 1e-9));
-        assert!(close(replica_seconds(&[], 0, t0, t1), 0.0, 1e-9));
+        // Seen still there 40 s in: they bill 40 s plus half the 20 s after.
+        let look = t0 + chrono::Duration::seconds(40);
+        assert!(close(
+            replica_seconds(&pods, 3, t0, Some(look), t1),
+            60.0 + 30.0 + 2.0 * 50.0,
+            1e-9
+        ));
+        assert!(close(replica_seconds(&pods, 0, t0, None, t1), 90.0, 1e-9));
+        assert!(close(replica_seconds(&[], 0, t0, None, t1), 0.0, 1e-9));
     }
 
     #[test]

@@ -30,7 +30,31 @@ pub struct MoneyInputs<'a> {
     pub utilization: Option<f64>,
     /// When the pool was created: a new pool bills from there (its first model load included).
     pub created: Option<DateTime<Utc>>,
+    /// The previous reconcile's look at the pods (in memory; None after a restart): pods billed
+    /// then and gone now left after it.
+    pub last_look: Option<DateTime<Utc>>,
     pub now: DateTime<Utc>,
+}
+
+/// When each pool's pods were last looked at, kept in memory by the controller. Lost on a
+/// restart, which only widens the estimate for a pod that left in between.
+#[derive(Default)]
+pub struct Looks(std::sync::Mutex<std::collections::HashMap<(String, String), DateTime<Utc>>>);
+
+impl Looks {
+    /// Records a look at `now`; returns the one before.
+    pub fn exchange(&self, pool: (String, String), now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(pool, now)
+    }
+
+    /// Forgets a deleted pool.
+    pub fn forget(&self, pool: &(String, String)) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(pool);
+    }
 }
 
 /// The next `status.cost` (None only when there never was one and it cannot be priced) and the
@@ -65,7 +89,9 @@ pub fn account(inp: &MoneyInputs) -> Money {
         .unwrap_or(inp.now - chrono::Duration::seconds(interval as i64))
         .min(inp.now);
     let billed_at_from = billed_before.map_or(0, |n| n.max(0) as u32);
-    let replica_seconds = cost::replica_seconds(inp.pods, billed_at_from, from, inp.now);
+    let seen_until = inp.last_look.filter(|l| *l > from && *l <= inp.now);
+    let replica_seconds =
+        cost::replica_seconds(inp.pods, billed_at_from, from, seen_until, inp.now);
     let accrual = match inp.observation {
         Some(o) => Accrual {
             from,

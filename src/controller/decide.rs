@@ -34,6 +34,8 @@ pub struct Inputs<'a> {
     pub pods: &'a [ProvisionedPod],
     /// Why pods cannot start, when they cannot (Pod Security, quota, no free GPU, image pull).
     pub problem: Option<Problem>,
+    /// The previous reconcile's look at the pods (memory only).
+    pub last_look: Option<DateTime<Utc>>,
     pub outcome: &'a Outcome,
     pub now: DateTime<Utc>,
 }
@@ -88,6 +90,7 @@ pub fn decide(inp: &Inputs) -> Plan {
         pods: inp.pods,
         utilization: utilization.or(prev.load.as_ref().and_then(|l| l.utilization)),
         created: inp.pool.metadata.creation_timestamp.as_ref().map(from_time),
+        last_look: inp.last_look,
         now: inp.now,
     });
     s.cost = money.cost;
@@ -571,6 +574,17 @@ mod tests {
         outcome: &Outcome,
         now: DateTime<Utc>,
     ) -> Plan {
+        looked(p, replicas, pods, outcome, now, None)
+    }
+
+    fn looked(
+        p: &InferencePool,
+        replicas: i32,
+        pods: &[ProvisionedPod],
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+        last_look: Option<DateTime<Utc>>,
+    ) -> Plan {
         decide(&Inputs {
             pool: p,
             current_replicas: Some(replicas),
@@ -579,6 +593,7 @@ mod tests {
             starting_replicas: 0,
             pods,
             problem: None,
+            last_look,
             outcome,
             now,
         })
@@ -663,6 +678,7 @@ mod tests {
             starting_replicas: 0,
             pods: &[],
             problem: None,
+            last_look: None,
             outcome: &Outcome::NotServing("the Deployment does not exist yet".into()),
             now: now(),
         });
@@ -804,5 +820,114 @@ mod tests {
         assert!(march.replica_hours > mtd(&a).replica_hours);
         let event = b.events.iter().find(|e| e.reason == "MonthClosed").unwrap();
         assert!(event.message.contains("2027-03"), "{}", event.message);
+    }
+
+    /// What the pool's metrics gave at one reconcile, for the property below.
+    #[derive(Clone, Debug)]
+    enum Reading {
+        /// Every pod answered: `(output tok/s, waiting requests)`.
+        Complete(f64, f64),
+        /// Some pod did not answer.
+        Partial(f64, u32),
+        Missing,
+        NoNewData,
+        TooSoon,
+        WarmingUp,
+    }
+
+    fn reading() -> impl proptest::strategy::Strategy<Value = Reading> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0.0f64..8000.0, 0.0f64..20.0).prop_map(|(o, w)| Reading::Complete(o, w)),
+            2 => (0.0f64..8000.0, 1u32..3).prop_map(|(o, m)| Reading::Partial(o, m)),
+            1 => Just(Reading::Missing),
+            1 => Just(Reading::NoNewData),
+            1 => Just(Reading::TooSoon),
+            1 => Just(Reading::WarmingUp),
+        ]
+    }
+
+    proptest::proptest! {
+        // Over any sequence of readings (partial, missing, stale, too early, warming) and pods
+        // that come and go: the pool never shrinks on incomplete data; month-to-date tokens are
+        // exactly the increments the readings carried (never more); hardware is the integral of
+        // the pods holding GPUs, within half a span for each pod that left between two looks.
+        #[test]
+        fn money_and_size_hold_over_any_sequence_of_readings(
+            steps in proptest::collection::vec((reading(), 1i64..400, 0i32..5, 0.0f64..1.0), 1..40),
+        ) {
+            let mut p = pool("");
+            let mut t = now();
+            let mut current = 2;
+            let mut pods: Vec<ProvisionedPod> = running(2);
+            // The first reconcile opens the books; everything after is measured from it.
+            let first = with_pods(&p, current, &pods, &Outcome::TooSoon, t);
+            let opened = mtd(&first).replica_hours;
+            p.status = Some(first.status);
+            let mut served = 0.0;
+            let mut truth_seconds = 0.0;
+            let mut slack_seconds = 0.0;
+            for (r, dt, want_pods, left_at) in steps {
+                let next = t + chrono::Duration::seconds(dt);
+                // Pods that stay bill the whole span; new ones from when they were scheduled;
+                // those that leave, until some moment within it.
+                let want = want_pods as usize;
+                let mut kept: Vec<ProvisionedPod> = pods.iter().copied().take(want).collect();
+                let left = pods.len().saturating_sub(want);
+                truth_seconds += kept.len() as f64 * dt as f64 + left as f64 * left_at * dt as f64;
+                slack_seconds += left as f64 * dt as f64 / 2.0 + 1e-6;
+                while kept.len() < want {
+                    let at = t + chrono::Duration::seconds(dt / 2);
+                    truth_seconds += (next - at).num_seconds() as f64;
+                    kept.push(ProvisionedPod { scheduled_at: at, ended_at: None });
+                }
+                pods = kept;
+                let fresh = match r {
+                    Reading::Complete(out, waiting) => Some((out, waiting, 0)),
+                    Reading::Partial(out, missing) => Some((out, 0.0, missing)),
+                    _ => None,
+                };
+                let outcome = match (fresh, r) {
+                    (Some((out, waiting, missing)), _) => {
+                        let mut o = obs(out);
+                        o.requests_waiting = waiting;
+                        o.output_tokens = out * dt as f64;
+                        o.covered_seconds = dt as f64;
+                        o.pods_expected = current.max(1) as u32;
+                        o.pods_observed = o.pods_expected.saturating_sub(missing);
+                        served += o.output_tokens;
+                        Outcome::Fresh(o)
+                    }
+                    (None, Reading::Missing) => Outcome::Missing("down".into()),
+                    (None, Reading::NoNewData) => Outcome::NoNewData { scrape_interval_seconds: Some(30.0) },
+                    (None, Reading::TooSoon) => Outcome::TooSoon,
+                    (None, _) => Outcome::WarmingUp,
+                };
+                let incomplete = !matches!(&outcome, Outcome::Fresh(o) if o.is_complete());
+                let plan = looked(&p, current, &pods, &outcome, next, Some(t));
+                if incomplete {
+                    proptest::prop_assert!(
+                        plan.desired_replicas >= current,
+                        "{current} -> {} on {outcome:?}", plan.desired_replicas
+                    );
+                }
+                let m = mtd(&plan);
+                proptest::prop_assert!(m.output_tokens <= served + 1e-6 * served.max(1.0));
+                current = plan.desired_replicas;
+                p.status = Some(plan.status);
+                t = next;
+            }
+            // Bring the money up to date and compare.
+            let last = looked(&p, current, &pods, &Outcome::Missing("down".into()), t + chrono::Duration::seconds(301), Some(t));
+            truth_seconds += pods.len() as f64 * 301.0;
+            let m = mtd(&last);
+            proptest::prop_assert!((m.output_tokens - served).abs() <= 1e-6 * served.max(1.0),
+                "tokens {} vs {served}", m.output_tokens);
+            let billed = (m.replica_hours - opened) * 3600.0;
+            proptest::prop_assert!(
+                (billed - truth_seconds).abs() <= slack_seconds + 1e-6 * truth_seconds,
+                "billed {billed} s, provisioned {truth_seconds} s, slack {slack_seconds}"
+            );
+        }
     }
 }

@@ -85,6 +85,8 @@ pub struct Context {
     pub failures: Failures,
     /// Health, readiness and metrics; each reconcile sets its pool's gauges here.
     pub ops: Arc<crate::ops::Ops>,
+    /// When each pool's pods were last looked at (billing a pod that left between two looks).
+    pub looks: Arc<accounting::Looks>,
 }
 
 /// Failed reconciles retry after an exponential backoff with jitter, per pool: 5 s, 10 s, 20 s …
@@ -267,6 +269,7 @@ async fn run_controller(client: Client, opts: RunOptions) -> anyhow::Result<()> 
     if pod_store.wait_until_ready().await.is_err() {
         anyhow::bail!("the pod watch stopped before its first list");
     }
+    let looks = Arc::new(accounting::Looks::default());
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
@@ -274,6 +277,7 @@ async fn run_controller(client: Client, opts: RunOptions) -> anyhow::Result<()> 
         pods: pod_store,
         observer: observe::Observer::new(opts.observer.clone()),
         failures: Failures::default(),
+        looks: looks.clone(),
         ops: opts.ops.clone(),
     });
     let children = watcher::Config::default().labels(POOL_LABEL);
@@ -301,9 +305,9 @@ async fn run_controller(client: Client, opts: RunOptions) -> anyhow::Result<()> 
         .for_each(|res| {
             // A deleted pool's next scheduled reconcile finds no object: its gauges go with it.
             if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = &res {
-                opts.ops
-                    .metrics
-                    .forget_pool(obj.namespace.as_deref().unwrap_or_default(), &obj.name);
+                let ns = obj.namespace.clone().unwrap_or_default();
+                opts.ops.metrics.forget_pool(&ns, &obj.name);
+                looks.forget(&(ns, obj.name.clone()));
             }
             match res {
                 Ok((obj, _)) => tracing::debug!(pool = %obj, "reconciled"),

@@ -66,6 +66,9 @@ pub async fn reconcile(
         starting_replicas: status::starting_replicas(&pod_refs, now, build::STARTUP_BUDGET_SECONDS),
         pods: &provisioned,
         problem: status::pod_problem(children.deployment.as_ref(), &pod_refs),
+        last_look: ctx
+            .looks
+            .exchange((pool.namespace().unwrap_or_default(), pool.name_any()), now),
         outcome: &outcome,
         now,
     });
