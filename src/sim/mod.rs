@@ -3,6 +3,8 @@
 //! metrics sampled every interval) under crossover's own [`crate::sizing::recommend`] and baselines,
 //! and prices each run in GPU-hours and dollars.
 
+pub mod corpus;
+pub mod hpa;
 pub mod policy;
 pub mod report;
 pub mod trace;
@@ -48,6 +50,8 @@ pub struct SimOptions {
     /// Extra delay before a reading reaches the autoscalers (a Prometheus scrape, say), on top of
     /// each one averaging over its own interval.
     pub metrics_lag_seconds: u32,
+    /// Seconds at the start left out of every figure (every policy still runs through them).
+    pub warm_up_seconds: u32,
 }
 
 /// The pool model's fixed inputs, shared by every policy's run.
@@ -62,6 +66,8 @@ pub struct Model<'a> {
     pub input_tokens_per_second: Option<f64>,
     pub startup_seconds: usize,
     pub metrics_lag_seconds: usize,
+    /// First second counted in the figures (0 without warm-up; always before the last second).
+    pub warm_up: usize,
     pub min_replicas: i32,
     pub max_replicas: i32,
 }
@@ -108,6 +114,7 @@ impl<'a> Model<'a> {
                 .unwrap_or(spec.scaling.startup_seconds.max(0) as u32)
                 as usize,
             metrics_lag_seconds: options.metrics_lag_seconds as usize,
+            warm_up: (options.warm_up_seconds as usize).min(workload.seconds() - 1),
             min_replicas,
             max_replicas: spec.max_replicas.max(min_replicas),
         })
@@ -130,9 +137,33 @@ impl<'a> Model<'a> {
     /// policy starts from the same warm pool.
     pub fn warm_start(&self) -> i32 {
         let first = self.demand[self.seconds().min(DEMAND_WINDOW_SECONDS) - 1];
-        self.replicas_for(first / self.spec.capacity.target_utilization.max(EPSILON))
+        self.replicas_for(first / self.baseline_target())
+    }
+
+    /// The target utilization the baselines run at: the spec's, else [`BASELINE_TARGET`].
+    pub fn baseline_target(&self) -> f64 {
+        let t = self.spec.capacity.target_utilization;
+        if t.is_finite() && t > 0.0 {
+            t.min(1.0)
+        } else {
+            BASELINE_TARGET
+        }
+    }
+
+    /// Demand over the seconds the figures count.
+    pub fn evaluated_demand(&self) -> &[f64] {
+        &self.demand[self.warm_up..]
+    }
+
+    /// Work over the seconds the figures count.
+    pub fn evaluated_work(&self) -> &[f64] {
+        &self.work[self.warm_up..]
     }
 }
+
+/// Target utilization of the `hpa`, `keda`, `kpa` and `static-mean` baselines when the pool sets
+/// none: the example pool's setting before the policy chose its own headroom (docs/simulation.md).
+pub const BASELINE_TARGET: f64 = 0.8;
 
 /// Replicas of one run: ready ones, and those still starting with the second they become ready.
 #[derive(Clone, Debug, Default)]
@@ -312,6 +343,10 @@ pub struct SimReport {
     pub workload: String,
     pub synthetic: bool,
     pub duration_seconds: u64,
+    /// Seconds at the start left out of every figure.
+    pub warm_up_seconds: u64,
+    /// Seconds the figures count: the duration less the warm-up.
+    pub evaluated_seconds: u64,
     pub input_tokens: f64,
     pub output_tokens: f64,
     pub policies: Vec<PolicyResult>,
@@ -329,8 +364,9 @@ pub fn simulate(
     let model = Model::new(spec, workload, options)?;
     let mut policies: Vec<Box<dyn Autoscaler>> = vec![
         Box::new(policy::Crossover::new(spec)),
-        Box::new(policy::Hpa::default()),
+        Box::new(policy::Hpa::new(&model)),
         Box::new(policy::Kpa::default()),
+        Box::new(policy::Keda::new(&model)),
         Box::new(policy::Static::peak(&model)),
         Box::new(policy::Static::mean(&model)),
         Box::new(policy::Oracle::new(&model)),
@@ -343,8 +379,10 @@ pub fn simulate(
         workload: workload.description.clone(),
         synthetic: workload.synthetic,
         duration_seconds: model.seconds() as u64,
-        input_tokens: workload.input_tokens.iter().sum(),
-        output_tokens: workload.output_tokens.iter().sum(),
+        warm_up_seconds: model.warm_up as u64,
+        evaluated_seconds: (model.seconds() - model.warm_up) as u64,
+        input_tokens: workload.input_tokens[model.warm_up..].iter().sum(),
+        output_tokens: workload.output_tokens[model.warm_up..].iter().sum(),
         policies: results,
         demand: model.demand,
     })
@@ -369,22 +407,29 @@ pub fn run(model: &Model, autoscaler: &mut dyn Autoscaler) -> PolicyResult {
     let mut delays: Vec<(f64, f64)> = Vec::new();
     let mut ready = Vec::with_capacity(n);
 
+    let mut scales_before_warm_up = 0;
     for s in 0..n {
+        let counted = s >= model.warm_up;
+        if s == model.warm_up {
+            scales_before_warm_up = pool.scale_events;
+        }
         pool.advance(s);
         if let Some(target) = autoscaler.decide(s, &tel, &pool, model) {
             pool.set(model.clamp(target), s, model.startup_seconds);
             pool.advance(s);
         }
         let capacity = pool.ready.max(0) as f64;
-        replica_seconds += pool.provisioned() as f64;
-        ready.push(pool.ready);
-        if model.demand[s] > capacity + EPSILON {
-            under += 1;
+        if counted {
+            replica_seconds += pool.provisioned() as f64;
+            if model.demand[s] > capacity + EPSILON {
+                under += 1;
+            }
         }
+        ready.push(pool.ready);
 
         // Fluid FIFO: what arrives this second waits behind the backlog already queued.
         let backlog = work_of(q_in, q_out);
-        if w.requests[s] > 0.0 {
+        if counted && w.requests[s] > 0.0 {
             let delay = if backlog <= EPSILON {
                 0.0
             } else if capacity > 0.0 {
@@ -433,6 +478,7 @@ pub fn run(model: &Model, autoscaler: &mut dyn Autoscaler) -> PolicyResult {
     }
 
     let spec = model.spec;
+    let evaluated = n - model.warm_up;
     let hours = replica_seconds / 3600.0;
     let replica_usd = spec
         .cost
@@ -449,29 +495,30 @@ pub fn run(model: &Model, autoscaler: &mut dyn Autoscaler) -> PolicyResult {
         .iter()
         .map(|o| o.monthly_usd)
         .sum::<f64>()
-        * (n as f64 / 3600.0)
+        * (evaluated as f64 / 3600.0)
         / HOURS_PER_MONTH;
     PolicyResult {
         name: autoscaler.name().to_string(),
         gpu_hours: hours * spec.gpu.count.max(1) as f64,
         pool_cost_usd: replica_usd + overhead_usd,
-        api_cost_usd: api_cost_usd(spec, w),
+        api_cost_usd: api_cost_usd(spec, w, model.warm_up),
         under_provisioned_seconds: under,
         p99_queue_seconds: p99(zero_delay_requests, delays),
-        scale_events: pool.scale_events,
+        scale_events: pool.scale_events - scales_before_warm_up,
         ready,
     }
 }
 
-/// The same tokens at the `compareTo` prices; `None` without explicit input and output prices.
-pub fn api_cost_usd(spec: &InferencePoolSpec, w: &Workload) -> Option<f64> {
+/// The same tokens (from second `from` on) at the `compareTo` prices; `None` without explicit
+/// input and output prices.
+pub fn api_cost_usd(spec: &InferencePoolSpec, w: &Workload, from: usize) -> Option<f64> {
     let c = spec.compare_to.as_ref()?;
     let (pi, po) = (
         c.input_usd_per_million_tokens?,
         c.output_usd_per_million_tokens?,
     );
-    let input: f64 = w.input_tokens.iter().sum();
-    let output: f64 = w.output_tokens.iter().sum();
+    let input: f64 = w.input_tokens[from..].iter().sum();
+    let output: f64 = w.output_tokens[from..].iter().sum();
     Some((input * pi + output * po) / 1e6)
 }
 
