@@ -65,6 +65,9 @@ pub struct SimulateArgs {
     /// synthetic families, each without and with a 30 s metrics lag, in one table.
     #[arg(long, conflicts_with_all = ["load_scale", "repeat", "diurnal", "metrics_lag_seconds", "svg", "startup_seconds"])]
     pub corpus: bool,
+    /// With --corpus, only the workloads whose name contains this ("bursts", "poisson 2.6").
+    #[arg(long, requires = "corpus")]
+    pub workload: Option<String>,
     /// table for people, json for tools.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -281,7 +284,7 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<String> {
         let warm_up = args
             .warm_up_seconds
             .unwrap_or(sim::corpus::DEFAULT_WARM_UP_SECONDS);
-        let report = sim::corpus::run(&pool.spec, &requests, warm_up)?;
+        let report = sim::corpus::run(&pool.spec, &requests, warm_up, args.workload.as_deref())?;
         return Ok(match args.output {
             OutputFormat::Table => sim::report::corpus_table(&report),
             OutputFormat::Json => serde_json::to_string_pretty(&report)? + "\n",

@@ -308,14 +308,19 @@ pub struct CorpusReport {
     pub runs: Vec<CorpusRun>,
 }
 
-/// Runs every workload, without and with [`LAG_SECONDS`] of metrics lag.
+/// Runs every workload (or those whose name contains `only`), without and with
+/// [`LAG_SECONDS`] of metrics lag.
 pub fn run(
     spec: &InferencePoolSpec,
     requests: &[Request],
     warm_up_seconds: u32,
+    only: Option<&str>,
 ) -> Result<CorpusReport, SimError> {
     let mut runs = Vec::new();
-    for entry in workloads(spec, requests) {
+    let chosen = workloads(spec, requests)
+        .into_iter()
+        .filter(|e| only.is_none_or(|o| e.name.contains(o)));
+    for entry in chosen {
         for lag in [0, LAG_SECONDS] {
             let options = SimOptions {
                 metrics_lag_seconds: lag,

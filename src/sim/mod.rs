@@ -142,12 +142,11 @@ impl<'a> Model<'a> {
 
     /// The target utilization the baselines run at: the spec's, else [`BASELINE_TARGET`].
     pub fn baseline_target(&self) -> f64 {
-        let t = self.spec.capacity.target_utilization;
-        if t.is_finite() && t > 0.0 {
-            t.min(1.0)
-        } else {
-            BASELINE_TARGET
-        }
+        self.spec
+            .capacity
+            .target_utilization
+            .filter(|t| t.is_finite() && *t > 0.0)
+            .map_or(BASELINE_TARGET, |t| t.min(1.0))
     }
 
     /// Demand over the seconds the figures count.
@@ -403,8 +402,8 @@ pub fn run(model: &Model, autoscaler: &mut dyn Autoscaler) -> PolicyResult {
     let (mut q_in, mut q_out, mut q_req) = (0.0_f64, 0.0_f64, 0.0_f64);
     let mut replica_seconds = 0.0;
     let mut under = 0_u64;
-    let mut zero_delay_requests = 0.0;
-    let mut delays: Vec<(f64, f64)> = Vec::new();
+    let mut arrived = 0.0;
+    let mut arrived_before = Vec::with_capacity(n);
     let mut ready = Vec::with_capacity(n);
 
     let mut scales_before_warm_up = 0;
@@ -427,23 +426,11 @@ pub fn run(model: &Model, autoscaler: &mut dyn Autoscaler) -> PolicyResult {
         }
         ready.push(pool.ready);
 
-        // Fluid FIFO: what arrives this second waits behind the backlog already queued.
-        let backlog = work_of(q_in, q_out);
-        if counted && w.requests[s] > 0.0 {
-            let delay = if backlog <= EPSILON {
-                0.0
-            } else if capacity > 0.0 {
-                backlog / capacity
-            } else {
-                // Nothing ready: the wait is at least a startup.
-                model.startup_seconds as f64
-            };
-            if delay == 0.0 {
-                zero_delay_requests += w.requests[s];
-            } else {
-                delays.push((delay, w.requests[s]));
-            }
-        }
+        // Fluid FIFO: what arrives this second waits behind the work queued before it, until
+        // the pool has served that much (found once the run is over, so a scale-up that lands
+        // while it waits shortens its wait).
+        arrived_before.push(arrived);
+        arrived += work_of(w.input_tokens[s], w.output_tokens[s]);
         q_in += w.input_tokens[s];
         q_out += w.output_tokens[s];
         q_req += w.requests[s];
@@ -503,7 +490,7 @@ pub fn run(model: &Model, autoscaler: &mut dyn Autoscaler) -> PolicyResult {
         pool_cost_usd: replica_usd + overhead_usd,
         api_cost_usd: api_cost_usd(spec, w, model.warm_up),
         under_provisioned_seconds: under,
-        p99_queue_seconds: p99(zero_delay_requests, delays),
+        p99_queue_seconds: p99_queue_seconds(model, &arrived_before, &tel.cum_work),
         scale_events: pool.scale_events - scales_before_warm_up,
         ready,
     }
@@ -522,15 +509,42 @@ pub fn api_cost_usd(spec: &InferencePoolSpec, w: &Workload, from: usize) -> Opti
     Some((input * pi + output * po) / 1e6)
 }
 
-/// 99th percentile of per-request delay, given requests that did not wait and (delay, requests).
-fn p99(zero_delay_requests: f64, mut delays: Vec<(f64, f64)>) -> f64 {
-    let total = zero_delay_requests + delays.iter().map(|d| d.1).sum::<f64>();
-    let rank = total * 0.99;
-    if rank <= zero_delay_requests {
-        return 0.0;
+/// 99th percentile of the queueing delay of the requests counted: the requests of second `s`
+/// start once the pool has served all the work that arrived before them (`arrived_before[s]`,
+/// against the cumulative work served, `served[t]` before second `t`), interpolated within the
+/// second. Requests still waiting at the end count the wait so far.
+fn p99_queue_seconds(model: &Model, arrived_before: &[f64], served: &[f64]) -> f64 {
+    let requests = &model.workload.requests;
+    let n = arrived_before.len().min(served.len().saturating_sub(1));
+    let mut delays: Vec<(f64, f64)> = Vec::new();
+    let mut t = 0;
+    for s in model.warm_up..n {
+        if requests[s] <= 0.0 {
+            continue;
+        }
+        let ahead = arrived_before[s];
+        t = t.max(s);
+        while t < n && served[t + 1] < ahead - EPSILON {
+            t += 1;
+        }
+        let start = if t == n {
+            n as f64
+        } else if served[t] >= ahead - EPSILON {
+            t as f64
+        } else {
+            t as f64 + (ahead - served[t]) / (served[t + 1] - served[t]).max(EPSILON)
+        };
+        delays.push(((start - s as f64).max(0.0), requests[s]));
     }
+    p99(delays)
+}
+
+/// 99th percentile of (delay, requests) pairs, weighted by requests.
+fn p99(mut delays: Vec<(f64, f64)>) -> f64 {
+    let total: f64 = delays.iter().map(|d| d.1).sum();
+    let rank = total * 0.99;
     delays.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut seen = zero_delay_requests;
+    let mut seen = 0.0;
     for (delay, count) in &delays {
         seen += count;
         if seen >= rank {

@@ -77,10 +77,12 @@ impl Autoscaler for Crossover {
         };
         let at = |s: usize| self.epoch + TimeDelta::seconds(s as i64);
         let input = SizingInput {
-            observation: Some(observation),
+            // At 0 ready replicas the controller reads no metrics: no pod serves them.
+            observation: (pool.ready > 0).then_some(observation),
             current_replicas: pool.provisioned(),
             ready_replicas: pool.ready,
-            last_scale_time: pool.last_scale.map(at),
+            // Every replica of the model is within its startup: it becomes ready after it.
+            starting_replicas: pool.provisioned() - pool.ready,
             learned_output_tokens_per_second: None,
         };
         let decision = recommend(model.spec, &input, &self.history, at(now));

@@ -21,7 +21,7 @@ fn spec() -> InferencePoolSpec {
         capacity: CapacitySpec {
             output_tokens_per_second: Some(100.0),
             input_tokens_per_second: None,
-            target_utilization: 0.5,
+            target_utilization: Some(0.5),
         },
         scaling: ScalingSpec {
             startup_seconds: 0,
