@@ -27,6 +27,10 @@ pub const LEARN_EWMA_WEIGHT: f64 = 0.2;
 /// Configured and learned capacity further apart than this share are reported as disagreeing.
 pub const CAPACITY_DISAGREEMENT: f64 = 0.3;
 
+/// Readings a down window may span and still be read from the readings (exactly) rather than
+/// from the history's buckets.
+const SHORT_DOWN_READINGS: i32 = 32;
+
 /// `spec.scaling.forecastQuantile` when the stored value is out of its schema range.
 pub const DEFAULT_FORECAST_QUANTILE: f64 = 0.95;
 
@@ -106,7 +110,15 @@ impl Knobs {
             load_window,
             recent_window: up_window
                 .max(load_window)
-                .max(seconds(s.interval_seconds.saturating_mul(2))),
+                .max(seconds(s.interval_seconds.saturating_mul(2)))
+                .max(down_window.map_or(TimeDelta::zero(), |w| {
+                    // A short down window is read from the readings themselves, exactly.
+                    w.min(seconds(
+                        s.interval_seconds
+                            .max(1)
+                            .saturating_mul(SHORT_DOWN_READINGS),
+                    ))
+                })),
             horizon_seconds: f64::from(s.startup_seconds.max(0))
                 + f64::from(s.interval_seconds.max(1)),
             bucket_seconds: history::bucket_seconds(
@@ -357,7 +369,21 @@ fn stabilize(
         .unwrap_or(bounded);
     let down_to = knobs
         .down_window
-        .and_then(|w| history::max_replicas_within(status.history.as_ref(), now, w))
+        .and_then(|w| {
+            let within: Vec<_> = status
+                .recommendations
+                .iter()
+                .filter(|r| now - from_time(&r.time) <= w)
+                .collect();
+            // Readings cover the window when it is short enough to keep them all unmerged; a
+            // longer one is read from the buckets, at their resolution (holding up to a bucket
+            // longer, never shorter).
+            if w <= knobs.recent_window && within.iter().all(|r| r.readings <= 1) {
+                within.iter().map(|r| r.replicas).max()
+            } else {
+                history::max_replicas_within(status.history.as_ref(), now, w)
+            }
+        })
         .map_or(bounded, |m| m.max(bounded));
     let desired = if current < up_to {
         up_to
@@ -1117,6 +1143,115 @@ mod tests {
             input.current_replicas = current;
             let d = recommend(&s, &input, &readings(60, 0.1), t(0));
             proptest::prop_assert!(d.desired_replicas >= current, "{}", d.reason);
+        }
+    }
+
+    #[test]
+    fn the_status_stays_small_for_every_setting_the_schema_allows() {
+        // The settings that keep the most: a reading every second, the longest load and up
+        // windows (3,600 s), the longest down window (86,400 s: the longest buckets, 180 s),
+        // the most replicas, and numbers that print at full length.
+        let mut s = spec();
+        s.max_replicas = 1000;
+        s.scaling.interval_seconds = 1;
+        s.scaling.load_window_seconds = 3600;
+        s.scaling.scale_up_stabilization_seconds = 3600;
+        s.scaling.scale_down_stabilization_seconds = Some(86_400);
+        let mut o = obs(1_000_000.0 / 3.0, 1000);
+        o.requests_waiting = 1e15 / 7.0;
+        o.requests_per_second = 1e9 / 7.0;
+        let mut status = SizingStatus {
+            queue_since: Some(to_time(t(-1))),
+            low_utilization_since: Some(to_time(t(-1))),
+            idle_since: Some(to_time(t(-1))),
+            ..Default::default()
+        };
+        let mut step = |status: &mut SizingStatus, at: i64, k: i64| {
+            o.output_tokens_per_second = 1_000_000.0 / 3.0 + k as f64 / 7.0;
+            let input = SizingInput {
+                observation: Some(o.clone()),
+                current_replicas: 1000,
+                ready_replicas: 1000,
+                ..Default::default()
+            };
+            *status = recommend(&s, &input, status, t(at)).status;
+        };
+        // An hour of readings a second fills the recent ones; then one reading per bucket for
+        // a whole history fills the buckets.
+        for k in 0..3700 {
+            step(&mut status, k, k);
+        }
+        for k in 0..(HISTORY_BUCKETS as i64 + 10) {
+            step(&mut status, 3700 + 180 * k, k);
+        }
+        let h = status.history.as_ref().unwrap();
+        assert_eq!(h.bucket_seconds, 180);
+        assert_eq!(h.peak_work_replicas.len(), HISTORY_BUCKETS);
+        assert_eq!(h.max_replicas.len(), HISTORY_BUCKETS);
+        assert!(status.recommendations.len() <= MAX_RECENT);
+        // Run the recent readings up to their bound too, at full length.
+        for k in 0..100 {
+            step(
+                &mut status,
+                3700 + 180 * (HISTORY_BUCKETS as i64 + 10) + k,
+                k,
+            );
+        }
+        assert_eq!(status.recommendations.len(), MAX_RECENT);
+        let json = serde_json::to_string(&status).unwrap();
+        // etcd refuses objects over 1.5 MiB; the whole sizing state stays under 32 KiB.
+        assert!(json.len() < 32 * 1024, "{} bytes", json.len());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+        // User-given integers at their extremes (and past the schema's, as an old CRD or a
+        // hand-edited object may carry) never overflow, and the answer stays within the bounds.
+        #[test]
+        fn extreme_settings_never_overflow(
+            min in proptest::sample::select(vec![i32::MIN, -1, 0, 1, 1000, i32::MAX]),
+            max in proptest::sample::select(vec![i32::MIN, 0, 1, 1000, i32::MAX]),
+            up_step in proptest::option::of(proptest::sample::select(vec![1, 10_000, i32::MAX - 1, i32::MAX])),
+            down_step in proptest::option::of(proptest::sample::select(vec![1, 10_000, i32::MAX])),
+            current in proptest::sample::select(vec![0, 1, 999, i32::MAX - 1, i32::MAX]),
+            starting in proptest::sample::select(vec![0, 1, i32::MAX]),
+            interval in proptest::sample::select(vec![i32::MIN, 1, 15, 3600, i32::MAX]),
+            startup in proptest::sample::select(vec![i32::MIN, 0, 7200, i32::MAX]),
+            window in proptest::sample::select(vec![i32::MIN, 0, 3600, 86_400, i32::MAX]),
+            work in proptest::sample::select(vec![0.0, 1.0, 999.0, 1e12, 1e300]),
+            quantile in proptest::sample::select(vec![0.0, 0.5, 0.999, 2.0, f64::NAN]),
+            target in proptest::option::of(proptest::sample::select(vec![0.0, 1e-300, 0.5, 1.0, 7.0, f64::NAN])),
+        ) {
+            let mut s = spec();
+            s.min_replicas = min;
+            s.max_replicas = max;
+            s.scaling.max_scale_up_step = up_step;
+            s.scaling.max_scale_down_step = down_step;
+            s.scaling.interval_seconds = interval;
+            s.scaling.startup_seconds = startup;
+            s.scaling.load_window_seconds = window;
+            s.scaling.scale_up_stabilization_seconds = window;
+            s.scaling.scale_down_stabilization_seconds = Some(window);
+            s.scaling.forecast_quantile = quantile;
+            s.capacity.target_utilization = target;
+            let mut status = SizingStatus::default();
+            for k in 0..4 {
+                let mut o = obs(work * 1000.0 * (1.0 + k as f64), 3);
+                o.requests_waiting = work;
+                o.requests_per_second = 1.0;
+                let input = SizingInput {
+                    observation: Some(o),
+                    current_replicas: current,
+                    ready_replicas: current.saturating_sub(starting),
+                    starting_replicas: starting,
+                    learned_output_tokens_per_second: None,
+                };
+                let d = recommend(&s, &input, &status, t(k * 15));
+                let lo = min.max(0);
+                proptest::prop_assert!(d.desired_replicas >= lo && d.desired_replicas <= max.max(lo), "{}", d.reason);
+                proptest::prop_assert!(d.status.recommendations.len() <= MAX_RECENT);
+                status = d.status;
+            }
         }
     }
 

@@ -426,9 +426,10 @@ pub struct ScalingSpec {
     pub scale_up_stabilization_seconds: i32,
 
     /// When set, scale down only to the highest recommendation of this many trailing seconds, on
-    /// top of the release rule. Unset (the default), crossover releases a replica once the
-    /// demand expected over the next startup no longer needs it and the idle time it expects
-    /// before the replica is needed again is longer than a restart.
+    /// top of the release rule (a window over 32 intervals is read from the demand history, and
+    /// may hold up to one of its buckets longer). Unset (the default), crossover releases a
+    /// replica once the demand expected over the next startup no longer needs it: the idle time
+    /// it expects before the replica is needed again is longer than a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 86400))]
     pub scale_down_stabilization_seconds: Option<i32>,
@@ -439,9 +440,10 @@ pub struct ScalingSpec {
     #[schemars(range(min = 0, max = 3600))]
     pub load_window_seconds: i32,
 
-    /// Share of the time the pool is planned to carry the demand of the next startup horizon
-    /// (0.5 to 0.999): a level of replicas is kept or started when the traffic seen makes it
-    /// needed within one startup more often than 1 - forecastQuantile.
+    /// The quantile of the demand the pool is planned for over the next startup (0.5 to 0.999):
+    /// a replica is kept, or started ahead of time, while the traffic seen says it is needed
+    /// within one startup (plus an interval) at least 1 - forecastQuantile of the time. Higher
+    /// is safer and costs more.
     #[serde(default = "default_forecast_quantile")]
     #[x_kube(validation = Rule::new("self >= 0.5 && self <= 0.999").message("spec.scaling.forecastQuantile must be between 0.5 and 0.999"))]
     pub forecast_quantile: f64,

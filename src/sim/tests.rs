@@ -267,3 +267,45 @@ fn the_shipped_trace_reads_whole() {
     let w = trace::workload(&requests, Shape::default(), "azure");
     assert_eq!(w.requests.iter().sum::<f64>(), 8819.0);
 }
+
+/// The corpus's headline as README.md and docs/simulation.md quote it: the worst case across
+/// every workload and lag, the runs that meet every target, and that crossover never costs more
+/// than 5% over the static pool sized for the peak. The corpus is deterministic, so a change that
+/// moves these must quote the new table from one run in both pages.
+#[test]
+fn the_corpus_headline_is_what_the_docs_quote() {
+    let pool: crate::api::InferencePool =
+        serde_saphyr::from_str(EXAMPLE_POOL_YAML).expect("example pool");
+    let requests = trace::parse(EXAMPLE_TRACE_CSV, TraceFormat::AzureCsv).expect("trace");
+    let report =
+        corpus::run(&pool.spec, &requests, corpus::DEFAULT_WARM_UP_SECONDS, None).expect("run");
+    assert_eq!(report.runs.len(), 24);
+    let ((ratio, at_ratio), (under, at_under)) = report.worst("crossover").expect("worst");
+    assert_eq!(
+        format!(
+            "{ratio:.2}x {} {}s",
+            at_ratio.name, at_ratio.metrics_lag_seconds
+        ),
+        "1.60x azure code x1 0s"
+    );
+    assert_eq!(
+        format!(
+            "{:.2}% {} {}s",
+            under * 100.0,
+            at_under.name,
+            at_under.metrics_lag_seconds
+        ),
+        "3.52% bursts every 12 min 30s"
+    );
+    let met = report.runs.iter().filter(|r| r.misses().is_empty()).count();
+    assert_eq!(met, 3);
+    for run in &report.runs {
+        assert!(
+            !run.misses().iter().any(|m| m.starts_with("S ")),
+            "{} {}s: {:?}",
+            run.name,
+            run.metrics_lag_seconds,
+            run.misses()
+        );
+    }
+}

@@ -33,6 +33,10 @@ pub struct Recurrence {
     pub reach: Option<f64>,
 }
 
+/// Most levels above the demand now one plan looks at (bounding its cost on large pools): a
+/// burst bigger than that is started by the demand it brings, not ahead of it.
+pub const MAX_LEVELS_AHEAD: i32 = 128;
+
 /// Seconds of history the trend towards a new high is fitted on.
 pub const TREND_SECONDS: f64 = 1800.0;
 
@@ -222,7 +226,8 @@ impl Peaks<'_> {
     }
 
     /// The highest demand of each past stretch of buckets that needed the level `replicas` (one
-    /// still open at the newest bucket is left out: it has not reached its peak yet).
+    /// still open at the newest bucket is left out: it has not reached its peak yet), lowest
+    /// first.
     fn episode_peaks(&self, replicas: i32) -> Vec<f64> {
         let threshold = f64::from(replicas.saturating_sub(1)) + LEVEL_EPSILON;
         let mut peaks = Vec::new();
@@ -234,6 +239,7 @@ impl Peaks<'_> {
                 _ => peaks.extend(open.take()),
             }
         }
+        peaks.sort_by(f64::total_cmp);
         peaks
     }
 
@@ -244,7 +250,7 @@ impl Peaks<'_> {
             return None;
         }
         let threshold = f64::from(replicas.saturating_sub(1)) + LEVEL_EPSILON;
-        let reached = episodes.iter().filter(|&&m| m > threshold).count();
+        let reached = episodes.len() - episodes.partition_point(|&m| m <= threshold);
         Some(reached as f64 / episodes.len() as f64)
     }
 
@@ -265,10 +271,12 @@ impl Peaks<'_> {
         let highest_seen = self.peaks.iter().flatten().fold(0.0_f64, |m, &v| m.max(v));
         let top = ((highest_seen - LEVEL_EPSILON).ceil() as i32)
             .saturating_add(1)
-            .min(max);
+            .min(max)
+            .min(need_now.saturating_add(MAX_LEVELS_AHEAD));
         let under_way = self.episode_peaks(need_now);
-        // Each level's own recurrence and its past stretches, lowest first.
-        let mut levels: Vec<(Recurrence, Vec<f64>)> = Vec::new();
+        // The levels below this one that are expected: their chance (one kept by the break-even
+        // rule counts as certain) and their past stretches' peaks.
+        let mut due: Vec<(f64, Vec<f64>)> = Vec::new();
         let mut plan = Forecast {
             replicas: need_now,
             kept: None,
@@ -283,19 +291,11 @@ impl Peaks<'_> {
                 r = self.new_high(level, horizon_seconds);
             }
             let own = r;
-            let through_due = levels
+            let through_due = due
                 .iter()
-                .filter_map(|(b, episodes)| {
-                    // A level kept by the break-even rule counts as certain.
-                    let chance = if b.chance >= floor { b.chance } else { 1.0 };
-                    let kept = b.expected(floor, horizon_seconds);
-                    kept.then(|| {
-                        Some((
-                            chance * Self::reach(episodes, level)?,
-                            Self::reach(episodes, level)?,
-                        ))
-                    })
-                    .flatten()
+                .filter_map(|(chance, episodes)| {
+                    let reach = Self::reach(episodes, level)?;
+                    Some((chance * reach, reach))
                 })
                 .reduce(|x, y| if y.0 > x.0 { y } else { x });
             let through_under_way = Self::reach(&under_way, level);
@@ -314,7 +314,10 @@ impl Peaks<'_> {
             } else if plan.next.is_none() {
                 plan.next = Some(r);
             }
-            levels.push((own, self.episode_peaks(level)));
+            if own.expected(floor, horizon_seconds) {
+                let chance = if own.chance >= floor { own.chance } else { 1.0 };
+                due.push((chance, self.episode_peaks(level)));
+            }
         }
         plan
     }

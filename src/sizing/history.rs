@@ -101,7 +101,7 @@ pub fn record(
     let start = bucket_start(now, bucket_seconds);
     let peak = demand.filter(|d| d.is_finite()).map(round_up);
     let fresh = || DemandHistory {
-        bucket_seconds: bucket_seconds as i32,
+        bucket_seconds: i32::try_from(bucket_seconds).unwrap_or(i32::MAX),
         newest: to_time(start),
         peak_work_replicas: vec![peak],
         max_replicas: vec![replicas],
