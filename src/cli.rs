@@ -57,6 +57,17 @@ pub struct SimulateArgs {
     /// Extra seconds before a metrics reading reaches the autoscalers.
     #[arg(long, default_value_t = 0)]
     pub metrics_lag_seconds: u32,
+    /// Leave the first seconds of the replay out of every policy's figures (default: none for a
+    /// single replay, 900 with --corpus).
+    #[arg(long)]
+    pub warm_up_seconds: Option<u32>,
+    /// Run the evaluation corpus instead of one replay: the trace at x1, x4 and x8 and the
+    /// synthetic families, each without and with a 30 s metrics lag, in one table.
+    #[arg(long, conflicts_with_all = ["load_scale", "repeat", "diurnal", "metrics_lag_seconds", "svg", "startup_seconds"])]
+    pub corpus: bool,
+    /// With --corpus, only the workloads whose name contains this ("bursts", "poisson 2.6").
+    #[arg(long, requires = "corpus")]
+    pub workload: Option<String>,
     /// table for people, json for tools.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -269,6 +280,16 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<String> {
             "Azure LLM inference trace 2023, coding (embedded)".to_string(),
         ),
     };
+    if args.corpus {
+        let warm_up = args
+            .warm_up_seconds
+            .unwrap_or(sim::corpus::DEFAULT_WARM_UP_SECONDS);
+        let report = sim::corpus::run(&pool.spec, &requests, warm_up, args.workload.as_deref())?;
+        return Ok(match args.output {
+            OutputFormat::Table => sim::report::corpus_table(&report),
+            OutputFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+        });
+    }
     let shape = trace::Shape {
         load_scale: args.load_scale,
         repeat: args.repeat.max(1),
@@ -282,6 +303,7 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<String> {
     let options = sim::SimOptions {
         startup_seconds: args.startup_seconds,
         metrics_lag_seconds: args.metrics_lag_seconds,
+        warm_up_seconds: args.warm_up_seconds.unwrap_or(0),
     };
     let report = sim::simulate(&pool.spec, &workload, options)?;
     if let Some(path) = &args.svg {

@@ -140,7 +140,7 @@ pub fn plan(
         .filter(|_| replicas > 0)
         .map(|w| w / f64::from(replicas));
     let replicas_needed =
-        work.map(|w| ((w / spec.capacity.target_utilization - 1e-9).ceil() as u32).max(1));
+        work.map(|w| ((w / spec.capacity.target_or_default() - 1e-9).ceil() as u32).max(1));
     let comparison = cost::compare(spec, replicas, volume, utilization)?;
     Ok(Plan {
         name: pool
@@ -294,7 +294,7 @@ pub fn render_table(plan: &Plan) -> String {
                 format!(
                     "this load needs {} at {} target: price it with --replicas {needed}",
                     replica_word(needed),
-                    format::percent(plan.spec.capacity.target_utilization)
+                    format::percent(plan.spec.capacity.target_or_default())
                 ),
             ));
         }

@@ -173,7 +173,7 @@ pub fn classify(input: &ProvisioningInput, policy: &ProvisioningPolicy) -> Readi
             message: "capacity per replica not known yet: set spec.capacity.outputTokensPerSecond or wait until a replica saturates".to_string(),
         };
     };
-    let target = spec.capacity.target_utilization;
+    let target = spec.capacity.target_or_default();
     let serving = if input.ready_replicas > 0 {
         input.ready_replicas
     } else {

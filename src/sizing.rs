@@ -1,11 +1,21 @@
 //! The sizing policy: how many replicas a pool should run for the load it observes. Pure and
 //! deterministic: the controller and the simulator (`crossover simulate`) call the same
 //! [`recommend`], and everything it must remember between calls travels in [`SizingStatus`].
+//!
+//! The pool is planned for the demand expected over the next startup horizon at
+//! `spec.scaling.forecastQuantile` ([`forecast`]): the demand now, and each replica above it that
+//! the history expects to be needed within one startup often enough. The history lives in status,
+//! bounded ([`history`]).
+
+pub mod forecast;
+pub mod history;
 
 use crate::api::{InferencePoolSpec, Recommendation, SizingStatus, from_time, to_time};
 use crate::format::thousands;
 use crate::load::Observation;
 use chrono::{DateTime, TimeDelta, Utc};
+use forecast::{Forecast, Peaks};
+pub use history::{HISTORY_BUCKETS, MAX_RECENT};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// Rounding slack so that work of exactly 2.0 replicas asks for 2, not 3, after float noise.
@@ -17,6 +27,13 @@ pub const LEARN_EWMA_WEIGHT: f64 = 0.2;
 /// Configured and learned capacity further apart than this share are reported as disagreeing.
 pub const CAPACITY_DISAGREEMENT: f64 = 0.3;
 
+/// Readings a down window may span and still be read from the readings (exactly) rather than
+/// from the history's buckets.
+const SHORT_DOWN_READINGS: i32 = 32;
+
+/// `spec.scaling.forecastQuantile` when the stored value is out of its schema range.
+pub const DEFAULT_FORECAST_QUANTILE: f64 = 0.95;
+
 /// What the policy needs to know besides the spec and its own history.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct SizingInput {
@@ -26,8 +43,9 @@ pub struct SizingInput {
     pub current_replicas: i32,
     /// Replicas serving traffic.
     pub ready_replicas: i32,
-    /// When the replica count last changed.
-    pub last_scale_time: Option<DateTime<Utc>>,
+    /// Replicas provisioned but not ready yet, within the startup probe's budget: capacity on
+    /// its way, however long the model takes to load.
+    pub starting_replicas: i32,
     /// Output tokens/s one replica achieved while saturated ([`learn_capacity`]); used only when
     /// `spec.capacity.outputTokensPerSecond` is unset.
     pub learned_output_tokens_per_second: Option<f64>,
@@ -42,7 +60,7 @@ pub struct Decision {
     pub status: SizingStatus,
     /// Work as a share of the ready replicas' capacity (1.0 = full); `None` without data or capacity.
     pub utilization: Option<f64>,
-    /// For people, with the numbers: "3 → 5: 2,840 output tok/s against 1,890 of capacity at 70% target".
+    /// For people, with the numbers: "3 → 5: 2,840 output tok/s against 1,000 per replica = ...".
     pub reason: String,
     /// Set when a bound or step limit cut the recommendation (ScalingLimited condition).
     pub limited: Option<String>,
@@ -50,34 +68,84 @@ pub struct Decision {
     pub held: Option<String>,
 }
 
+/// The spec's knobs as the policy uses them, each in its valid range.
+struct Knobs {
+    min: i32,
+    max: i32,
+    target: Option<f64>,
+    quantile: f64,
+    up_window: TimeDelta,
+    down_window: Option<TimeDelta>,
+    load_window: TimeDelta,
+    /// Readings kept: the up and load windows, and the previous reading for the queue's growth.
+    recent_window: TimeDelta,
+    /// Seconds from a decision to the next one's replicas serving: startup plus one interval.
+    horizon_seconds: f64,
+    bucket_seconds: i64,
+}
+
+impl Knobs {
+    fn of(spec: &InferencePoolSpec) -> Self {
+        let s = &spec.scaling;
+        let seconds = |v: i32| TimeDelta::seconds(i64::from(v.max(0)));
+        let min = spec.min_replicas.max(0);
+        let down_window = s.scale_down_stabilization_seconds.map(seconds);
+        let (up_window, load_window) = (
+            seconds(s.scale_up_stabilization_seconds),
+            seconds(s.load_window_seconds),
+        );
+        Self {
+            min,
+            max: spec.max_replicas.max(min),
+            target: spec
+                .capacity
+                .target_utilization
+                .filter(|t| t.is_finite() && *t > 0.0)
+                .map(|t| t.min(1.0)),
+            quantile: Some(s.forecast_quantile)
+                .filter(|q| (0.5..=0.999).contains(q))
+                .unwrap_or(DEFAULT_FORECAST_QUANTILE),
+            up_window,
+            down_window,
+            load_window,
+            recent_window: up_window
+                .max(load_window)
+                .max(seconds(s.interval_seconds.saturating_mul(2)))
+                .max(down_window.map_or(TimeDelta::zero(), |w| {
+                    // A short down window is read from the readings themselves, exactly.
+                    w.min(seconds(
+                        s.interval_seconds
+                            .max(1)
+                            .saturating_mul(SHORT_DOWN_READINGS),
+                    ))
+                })),
+            horizon_seconds: f64::from(s.startup_seconds.max(0))
+                + f64::from(s.interval_seconds.max(1)),
+            bucket_seconds: history::bucket_seconds(
+                s.interval_seconds.max(1),
+                down_window.map_or(0, |w| w.num_seconds()),
+            ),
+        }
+    }
+}
+
 /// Recommends the replica count for `spec` given the latest observation and the persisted history.
 ///
-/// Up fast, down slow: scale up to the lowest recommendation within the up window, down only to
-/// the highest within the down window (as the HPA's behavior does). Never scales down on missing or
-/// partial data, and does not add replicas for demand that replicas still starting will carry.
+/// Plans for the demand of the next startup horizon at the forecast quantile: up as soon as the
+/// demand or the forecast asks, down once the forecast no longer expects a replica within a
+/// startup (and, when set, after the down window). Never scales down on missing or partial data,
+/// and does not add replicas for demand that replicas still starting will carry.
 pub fn recommend(
     spec: &InferencePoolSpec,
     input: &SizingInput,
     history: &SizingStatus,
     now: DateTime<Utc>,
 ) -> Decision {
-    let scaling = &spec.scaling;
-    let min = spec.min_replicas.max(0);
-    let max = spec.max_replicas.max(min);
+    let knobs = Knobs::of(spec);
     let current = input.current_replicas.max(0);
-    let target = spec
-        .capacity
-        .target_utilization
-        .clamp(f64::MIN_POSITIVE, 1.0);
-    let up_window = TimeDelta::seconds(scaling.scale_up_stabilization_seconds.max(0) as i64);
-    let down_window = TimeDelta::seconds(scaling.scale_down_stabilization_seconds.max(0) as i64);
-    let load_window = TimeDelta::seconds(scaling.load_window_seconds.max(0) as i64);
-    let keep_window = up_window.max(down_window).max(load_window);
 
     let mut status = history.clone();
-    status
-        .recommendations
-        .retain(|r| now - from_time(&r.time) <= keep_window);
+    history::prune_recent(&mut status.recommendations, now, knobs.recent_window);
 
     let obs = input.observation.as_ref();
     let complete = obs.is_some_and(Observation::is_complete);
@@ -92,20 +160,13 @@ pub fn recommend(
         _ => {}
     }
 
-    // Replicas that were requested recently and are still loading are capacity on its way: while
-    // they start, saturation is expected and must not trigger a second scale-up.
-    let starting = current > input.ready_replicas
-        && input
-            .last_scale_time
-            .is_none_or(|t| now - t < TimeDelta::seconds(scaling.startup_seconds.max(0) as i64));
-
     let capacity = Capacity::of(spec, input.learned_output_tokens_per_second);
     let work = match (obs, &capacity) {
         (Some(o), Some(c)) => Some(c.work_replicas(o)),
         _ => None,
     };
     let utilization =
-        work.and_then(|w| (input.ready_replicas > 0).then(|| w / input.ready_replicas as f64));
+        work.and_then(|w| (input.ready_replicas > 0).then(|| w / f64::from(input.ready_replicas)));
 
     let mut saturation = obs
         .map(|o| saturation_signals(spec, o, status.queue_since.as_ref(), now))
@@ -131,27 +192,43 @@ pub fn recommend(
         };
     };
 
-    // What the tokens ask for, before saturation, bounds and windows: the larger of
-    // - demand: the mean work of the last loadWindowSeconds of readings at full capacity, plus the
-    //   replicas that drain the queue within a startup (bursts shorter than the window are the
-    //   queue's; served tokens alone cannot exceed the ready replicas' ceiling, so without the
-    //   queue term a saturated pool would grow one replica per startup);
-    // - headroom: the mean work over the scale-down window at the target utilization.
-    // Held by the scale-down window, the demand term keeps the pool at the recent peak minute
-    // through bursts that come and go faster than a replica starts; the target applies to the
-    // average, not again to the peak (as the HPA's max of recommendations at target would).
     // What arrived is what was served plus what the queue grew by since the previous reading: a
-    // saturated pool serves no more than its ceiling, however much more is coming.
-    let backlog = backlog_replicas(o, work, scaling.startup_seconds);
+    // saturated pool serves no more than its ceiling, however much more is coming. Demand is its
+    // mean over the load window (bursts shorter than that are the queue's), plus the replicas
+    // that drain the queue within a startup.
+    let backlog = backlog_replicas(o, work, spec.scaling.startup_seconds);
     let arrived = work
         .map(|w| (w + queue_growth_replicas(o, w, status.recommendations.last(), now)).max(0.0));
-    let sizing = arrived.map(|w| Sizing {
-        now: w,
-        recent: mean_work(&status.recommendations, now, load_window, w),
-        backlog,
-        average: mean_work(&status.recommendations, now, down_window, w),
-        target,
-    });
+    let demand =
+        arrived.map(|w| history::mean_work(&status.recommendations, now, knobs.load_window, w));
+    // Only a complete reading says how high demand was; a partial one would teach the forecast
+    // that levels were not needed when they were.
+    let learned = demand.filter(|_| complete);
+    history::record(&mut status.history, knobs.bucket_seconds, now, learned, 0);
+
+    let sizing = match (arrived, demand) {
+        (Some(now_work), Some(recent)) => {
+            let need_now = ceil_replicas(recent + backlog);
+            let forecast = status.history.as_ref().map(|h| {
+                let b = h.bucket_seconds.max(1);
+                Peaks {
+                    peaks: &h.peak_work_replicas,
+                    bucket_seconds: f64::from(b),
+                    into_newest_seconds: (now - from_time(&h.newest)).num_seconds() as f64,
+                }
+                .plan(need_now, knobs.max, knobs.horizon_seconds, knobs.quantile)
+            });
+            Some(Sizing {
+                now: now_work,
+                recent,
+                backlog,
+                need_now,
+                forecast,
+                target: knobs.target,
+            })
+        }
+        _ => None,
+    };
     let token_raw = sizing.as_ref().map(Sizing::replicas);
     let mut raw = token_raw.unwrap_or(current);
     let mut why = match (&capacity, &sizing) {
@@ -159,7 +236,7 @@ pub fn recommend(
             "{} = {:.2} replicas of work; {}",
             c.describe(o),
             z.now,
-            z.describe(load_window, down_window)
+            z.describe(&knobs)
         ),
         _ => "no capacity known (set spec.capacity.outputTokensPerSecond or wait for a saturated \
               reading to learn it)"
@@ -174,17 +251,19 @@ pub fn recommend(
         ));
     }
     if !saturation.is_empty() {
-        if starting {
+        // Replicas still loading are capacity on its way: while they start, saturation is
+        // expected and must not add a replica per startup however long the model takes to load.
+        if input.starting_replicas > 0 {
             why.push_str(&format!(
                 "; saturated ({}) but {} replica(s) still starting carry the demand",
                 saturation.join(", "),
-                current - input.ready_replicas
+                input.starting_replicas
             ));
             raw = raw.max(current);
         } else if raw <= current
             && saturation_adds_one(sizing.as_ref(), input.ready_replicas, full.is_some())
         {
-            raw = current + 1;
+            raw = current.saturating_add(1);
             why.push_str(&format!(
                 "; saturated ({}): one more replica",
                 saturation.join(", ")
@@ -210,11 +289,17 @@ pub fn recommend(
     }
 
     let mut limited = None;
-    let bounded = raw.clamp(min, max);
-    if raw > max {
-        limited = Some(format!("at maxReplicas ({max}): the load asks for {raw}"));
-    } else if raw < min {
-        limited = Some(format!("at minReplicas ({min}): the load asks for {raw}"));
+    let bounded = raw.clamp(knobs.min, knobs.max);
+    if raw > knobs.max {
+        limited = Some(format!(
+            "at maxReplicas ({}): the load asks for {raw}",
+            knobs.max
+        ));
+    } else if raw < knobs.min {
+        limited = Some(format!(
+            "at minReplicas ({}): the load asks for {raw}",
+            knobs.min
+        ));
     }
 
     status.recommendations.push(Recommendation {
@@ -222,56 +307,38 @@ pub fn recommend(
         replicas: bounded,
         work_replicas: arrived,
         requests_waiting: Some(o.requests_waiting),
+        readings: 1,
     });
+    history::prune_recent(&mut status.recommendations, now, knobs.recent_window);
+    history::record(
+        &mut status.history,
+        knobs.bucket_seconds,
+        now,
+        None,
+        bounded,
+    );
 
-    let in_window = |w: TimeDelta| {
-        status
-            .recommendations
-            .iter()
-            .filter(move |r| now - from_time(&r.time) <= w)
-            .map(|r| r.replicas)
-    };
-    let up_to = in_window(up_window).min().unwrap_or(bounded);
-    let down_to = in_window(down_window).max().unwrap_or(bounded);
-    let mut desired = if current < up_to {
-        up_to
-    } else if current > down_to {
-        down_to
-    } else {
-        current
-    };
-    if desired > current && desired < bounded {
-        why.push_str(&format!(
-            "; up-stabilization: lowest of the last {}s is {desired}",
-            up_window.num_seconds()
-        ));
-    } else if bounded < current && desired > bounded {
-        why.push_str(&format!(
-            "; down-stabilization: highest of the last {}s is {desired}",
-            down_window.num_seconds()
-        ));
-    }
-
-    if let Some(step) = scaling.max_scale_up_step.filter(|s| *s > 0)
-        && desired > current + step
+    let mut desired = stabilize(&status, &knobs, current, bounded, now, &mut why);
+    if let Some(step) = spec.scaling.max_scale_up_step.filter(|s| *s > 0)
+        && desired > current.saturating_add(step)
     {
+        let to = current.saturating_add(step);
         limited = Some(format!(
-            "maxScaleUpStep {step}: {current} → {} of {desired}",
-            current + step
+            "maxScaleUpStep {step}: {current} → {to} of {desired}"
         ));
-        desired = current + step;
+        desired = to;
     }
-    if let Some(step) = scaling.max_scale_down_step.filter(|s| *s > 0)
-        && desired < current - step
+    if let Some(step) = spec.scaling.max_scale_down_step.filter(|s| *s > 0)
+        && desired < current.saturating_sub(step)
     {
+        let to = current.saturating_sub(step);
         limited = Some(format!(
-            "maxScaleDownStep {step}: {current} → {} of {desired}",
-            current - step
+            "maxScaleDownStep {step}: {current} → {to} of {desired}"
         ));
-        desired = current - step;
+        desired = to;
     }
     // Bounds win over windows and steps: a spec edit that moves them applies at once.
-    let desired = desired.clamp(min, max);
+    let desired = desired.clamp(knobs.min, knobs.max);
 
     Decision {
         desired_replicas: desired,
@@ -281,6 +348,65 @@ pub fn recommend(
         limited,
         held,
     }
+}
+
+/// The stabilization windows: up only to the lowest recommendation of the up window (default 0 s:
+/// at once), down only to the highest of the down window when one is set.
+fn stabilize(
+    status: &SizingStatus,
+    knobs: &Knobs,
+    current: i32,
+    bounded: i32,
+    now: DateTime<Utc>,
+    why: &mut String,
+) -> i32 {
+    let up_to = status
+        .recommendations
+        .iter()
+        .filter(|r| now - from_time(&r.time) <= knobs.up_window)
+        .map(|r| r.replicas)
+        .min()
+        .unwrap_or(bounded);
+    let down_to = knobs
+        .down_window
+        .and_then(|w| {
+            let within: Vec<_> = status
+                .recommendations
+                .iter()
+                .filter(|r| now - from_time(&r.time) <= w)
+                .collect();
+            // Readings cover the window when it is short enough to keep them all unmerged; a
+            // longer one is read from the buckets, at their resolution (holding up to a bucket
+            // longer, never shorter).
+            if w <= knobs.recent_window && within.iter().all(|r| r.readings <= 1) {
+                within.iter().map(|r| r.replicas).max()
+            } else {
+                history::max_replicas_within(status.history.as_ref(), now, w)
+            }
+        })
+        .map_or(bounded, |m| m.max(bounded));
+    let desired = if current < up_to {
+        up_to
+    } else if current > down_to {
+        down_to
+    } else {
+        current
+    };
+    if desired > current && desired < bounded {
+        why.push_str(&format!(
+            "; up-stabilization: lowest of the last {}s is {desired}",
+            knobs.up_window.num_seconds()
+        ));
+    } else if bounded < current
+        && desired > bounded
+        && let Some(w) = knobs.down_window
+    {
+        why.push_str(&format!(
+            "; down-stabilization: highest of the last {}s is {desired}",
+            w.num_seconds()
+        ));
+    }
+    desired
 }
 
 /// Per-replica capacity the policy divides load by.
@@ -332,70 +458,80 @@ impl Capacity {
 /// The load the policy sizes for, in replicas of full capacity.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Sizing {
-    /// Work of this reading.
+    /// Work that arrived in this reading's interval.
     now: f64,
-    /// Mean work of the readings within `spec.scaling.loadWindowSeconds`.
+    /// Demand: mean work that arrived within `spec.scaling.loadWindowSeconds`.
     recent: f64,
     /// Replicas that drain the queue within a startup.
     backlog: f64,
-    /// Mean work of the readings within the scale-down window.
-    average: f64,
-    target: f64,
+    /// Replicas the demand and its queue need now, at full capacity.
+    need_now: i32,
+    /// What the history expects over the next startup horizon.
+    forecast: Option<Forecast>,
+    /// `targetUtilization`, when set: a ceiling on the utilization planned for the demand now.
+    target: Option<f64>,
 }
 
 impl Sizing {
-    /// Replicas that carry the recent demand and its queue at full capacity.
-    fn demand_replicas(&self) -> i32 {
-        ceil_replicas(self.recent + self.backlog)
-    }
-
-    /// Replicas that run the average load at the target utilization.
-    fn headroom_replicas(&self) -> i32 {
-        ceil_replicas(self.average / self.target)
+    /// Replicas that keep the demand now at or below the target utilization (when set). The
+    /// queue's drain is transient, at full capacity: the target is not applied to it again.
+    fn ceiling_replicas(&self) -> Option<i32> {
+        self.target.map(|t| ceil_replicas(self.recent / t))
     }
 
     fn replicas(&self) -> i32 {
-        self.demand_replicas().max(self.headroom_replicas())
+        self.need_now
+            .max(self.forecast.map_or(0, |f| f.replicas))
+            .max(self.ceiling_replicas().unwrap_or(0))
     }
 
-    fn describe(&self, load_window: TimeDelta, down_window: TimeDelta) -> String {
+    fn describe(&self, knobs: &Knobs) -> String {
         let queue = if self.backlog > 0.0 {
             format!(" + {:.2} to drain the queue", self.backlog)
         } else {
             String::new()
         };
-        format!(
-            "{:.2} over {}s{queue} needs {} at full capacity, {:.2} over {}s needs {} at {:.0}% target",
+        let mut out = format!(
+            "{:.2} over {}s{queue} needs {} now",
             self.recent,
-            load_window.num_seconds(),
-            self.demand_replicas(),
-            self.average,
-            down_window.num_seconds(),
-            self.headroom_replicas(),
-            self.target * 100.0
-        )
+            knobs.load_window.num_seconds(),
+            self.need_now
+        );
+        let horizon = knobs.horizon_seconds;
+        let quantile = knobs.quantile * 100.0;
+        if let Some(f) = &self.forecast {
+            match (&f.kept, &f.next) {
+                (Some(k), _) => out.push_str(&format!(
+                    "; the next {horizon:.0}s need {} at p{quantile:.0} (replica {} idle {:.0}s \
+                     came back within {horizon:.0}s in {:.0}% of {} such gaps)",
+                    f.replicas,
+                    k.replicas,
+                    k.idle_seconds,
+                    k.chance * 100.0,
+                    k.gaps
+                )),
+                (None, Some(n)) if n.seen => out.push_str(&format!(
+                    "; replica {} idle {:.0}s came back within {horizon:.0}s in {:.0}% of {} such \
+                     gaps, under {:.0}%: not kept",
+                    n.replicas,
+                    n.idle_seconds,
+                    n.chance * 100.0,
+                    n.gaps,
+                    100.0 - quantile
+                )),
+                _ => {}
+            }
+        }
+        if let (Some(t), Some(c)) = (self.target, self.ceiling_replicas()) {
+            out.push_str(&format!("; {c} at {:.0}% target", t * 100.0));
+        }
+        out
     }
 }
 
 /// Fewest whole replicas for `work` replicas of work.
 fn ceil_replicas(work: f64) -> i32 {
     (work - CEIL_EPSILON).ceil().max(0.0) as i32
-}
-
-/// Mean work of the readings made less than `window` before `now`, this one's (`latest`) included.
-/// Readings are evenly spaced by the sync interval, so the plain mean is the time-weighted one.
-fn mean_work(
-    history: &[Recommendation],
-    now: DateTime<Utc>,
-    window: TimeDelta,
-    latest: f64,
-) -> f64 {
-    let (sum, n) = history
-        .iter()
-        .filter(|r| now - from_time(&r.time) < window)
-        .filter_map(|r| r.work_replicas)
-        .fold((latest, 1.0), |(sum, n), w| (sum + w, n + 1.0));
-    sum / n
 }
 
 /// Share of the ready replicas' capacity below which saturation signals mean the capacity figure
@@ -574,7 +710,7 @@ mod tests {
             capacity: CapacitySpec {
                 output_tokens_per_second: Some(1000.0),
                 input_tokens_per_second: None,
-                target_utilization: 0.5,
+                target_utilization: None,
             },
             scaling: ScalingSpec::default(),
             cost: CostSpec {
@@ -608,6 +744,7 @@ mod tests {
                     replicas,
                     work_replicas: None,
                     requests_waiting: None,
+                    readings: 1,
                 })
                 .collect(),
             ..Default::default()
@@ -624,10 +761,36 @@ mod tests {
                     replicas: 3,
                     work_replicas: Some(work),
                     requests_waiting: None,
+                    readings: 1,
                 })
                 .collect(),
             ..Default::default()
         }
+    }
+
+    /// The status after the controller's loop fed `spec` one reading every 15 s from `from` to
+    /// `to` (exclusive), with `output(s)` tok/s at second `s` and the pool at what it asked for
+    /// (startup ignored: the history is what is tested).
+    fn fed(
+        spec: &InferencePoolSpec,
+        from: i64,
+        to: i64,
+        output: impl Fn(i64) -> f64,
+    ) -> (SizingStatus, i32) {
+        let mut status = SizingStatus::default();
+        let mut replicas = 1;
+        for s in (from..to).step_by(15) {
+            let input = SizingInput {
+                observation: Some(obs(output(s), replicas as u32)),
+                current_replicas: replicas,
+                ready_replicas: replicas,
+                ..Default::default()
+            };
+            let d = recommend(spec, &input, &status, t(s));
+            status = d.status;
+            replicas = d.desired_replicas;
+        }
+        (status, replicas)
     }
 
     struct Case {
@@ -649,7 +812,7 @@ mod tests {
                 observation,
                 current_replicas: current,
                 ready_replicas: current,
-                last_scale_time: Some(t(-3600)),
+                starting_replicas: 0,
                 learned_output_tokens_per_second: None,
             },
             history: SizingStatus::default(),
@@ -664,32 +827,30 @@ mod tests {
     fn recommend_table() {
         let mut cases = Vec::new();
 
-        // 1,500 tok/s at 1,000 per replica and 50% target is 3 replicas.
-        let mut c = case("steady load stays", 3, Some(obs(1500.0, 3)));
-        c.want = 3;
-        cases.push(c);
+        // 2,500 tok/s at 1,000 per replica is 2.5 replicas of work: 3.
+        cases.push(case("steady load is its demand", 3, Some(obs(2500.0, 3))));
 
-        let mut c = case("step up goes at once", 3, Some(obs(2600.0, 3)));
+        let mut c = case("step up goes at once", 3, Some(obs(5600.0, 3)));
         c.want = 6;
         cases.push(c);
 
-        let mut c = case("step down inside the window waits", 6, Some(obs(1000.0, 6)));
-        c.history = history(&[(-300, 6), (-15, 5)]);
-        c.want = 6;
-        cases.push(c);
-
-        let mut c = case("step down outside the window goes", 6, Some(obs(1000.0, 6)));
-        c.history = history(&[(-900, 6), (-700, 6)]);
-        c.want = 2;
-        cases.push(c);
-
+        // Nothing in the history expects more than the demand now: down at once.
         let mut c = case(
-            "step down to the highest in the window",
+            "step down with nothing expected goes",
             6,
             Some(obs(1000.0, 6)),
         );
-        c.history = history(&[(-900, 6), (-300, 4), (-100, 3)]);
-        c.want = 4;
+        c.want = 1;
+        cases.push(c);
+
+        // 2.6 replicas of work at most 50% planned utilization: 6.
+        let mut c = case(
+            "a target caps the planned utilization",
+            3,
+            Some(obs(2600.0, 3)),
+        );
+        c.spec.capacity.target_utilization = Some(0.5);
+        c.want = 6;
         cases.push(c);
 
         let mut o = obs(200.0, 3);
@@ -701,7 +862,8 @@ mod tests {
 
         // Saturated at 3,000 output tok/s on 3 replicas of 1,000 with 50 requests/s finishing:
         // 0.06 replica-seconds a request. 9,000 queued requests are 540 replica-seconds of work,
-        // 3 replicas more to drain them over the 180 s startup: 6, where "+1" would give 4.
+        // 3 replicas more to drain them over the 180 s startup: 6, where "+1" would give 4. A
+        // target of 50% applies to the demand (3 / 0.5 = 6), not again to the drain (12).
         let mut o = obs(3000.0, 3);
         o.requests_per_second = 50.0;
         o.requests_waiting = 9000.0;
@@ -711,14 +873,13 @@ mod tests {
             Some(o),
         );
         c.history.queue_since = Some(to_time(t(-45)));
+        c.spec.capacity.target_utilization = Some(0.5);
         c.want = 6;
         cases.push(c);
 
         // A 15 s spike of 5 replicas of work after five minutes at 1: the minute's mean is
-        // (3 x 1 + 5) / 4 = 2 and the five minutes' 24 / 20 = 1.2, 3 replicas at 50%: the queue
-        // takes the spike. The old rule (this reading at the target) asked for 10.
-        // (A spike above capacity leaves requests queued: 5 at 0.5 replica-seconds each add
-        // 0.01 to drain within the startup.)
+        // (3 x 1 + 5) / 4 = 2, plus 5 queued requests of 0.5 replica-seconds each drained over
+        // the startup (0.01): 3. The queue takes the spike.
         let mut o = obs(5000.0, 3);
         o.requests_per_second = 10.0;
         o.requests_waiting = 5.0;
@@ -727,46 +888,21 @@ mod tests {
         c.want = 3;
         cases.push(c);
 
-        // The same 5 replicas of work, sustained: 10 at 50%.
-        let mut c = case(
-            "sustained load is sized at the target",
-            3,
-            Some(obs(5000.0, 3)),
-        );
-        c.history = readings(285, 5.0);
-        c.want = 10;
-        cases.push(c);
-
-        // Five minutes at 2, the last minute at 6, at a 100% target: the five minutes' mean
-        // (16 x 2 + 4 x 6) / 20 = 2.8 asks for 3, the last minute's demand for 6, at once.
-        let mut c = case(
-            "the last minute's demand is a floor",
-            3,
-            Some(obs(6000.0, 3)),
-        );
-        c.history = readings(285, 2.0);
-        for r in c.history.recommendations.iter_mut().rev().take(3) {
-            r.work_replicas = Some(6.0);
-        }
-        c.spec.capacity.target_utilization = 1.0;
-        c.want = 6;
-        cases.push(c);
-
-        // 2.4 replicas of work on 3 at a 100% target with the KV cache full: 80% busy explains
-        // it (bursts fill the cache at that load), so the tokens decide: 3.
+        // 2.4 replicas of work on 3 with the KV cache full: 80% busy explains it (bursts fill
+        // the cache at that load), so the tokens decide: 3.
         let mut o = obs(2400.0, 3);
         o.kv_cache_usage = 0.95;
-        let mut c = case("saturation the tokens explain adds nothing", 3, Some(o));
-        c.spec.capacity.target_utilization = 1.0;
-        c.want = 3;
-        cases.push(c);
+        cases.push(case(
+            "saturation the tokens explain adds nothing",
+            3,
+            Some(o),
+        ));
 
         // A full minute at capacity with the KV cache full and no queue: what arrives beyond
         // capacity shows nowhere (vLLM batches it), so saturation adds one.
         let mut o = obs(1000.0, 1);
         o.kv_cache_usage = 0.99;
         let mut c = case("full with nothing queued adds one", 1, Some(o));
-        c.spec.capacity.target_utilization = 1.0;
         c.history = readings(45, 1.0);
         c.want = 2;
         cases.push(c);
@@ -778,17 +914,14 @@ mod tests {
         o.requests_per_second = 10.0;
         o.requests_waiting = 120.0;
         let mut c = case("full with a queue is sized by the queue", 1, Some(o));
-        c.spec.capacity.target_utilization = 1.0;
         c.history = readings(45, 1.0);
         c.want = 2;
         cases.push(c);
 
-        let mut o = obs(200.0, 3);
+        let mut o = obs(200.0, 1);
         o.requests_waiting = 12.0;
-        let mut c = case("a fresh queue is not saturation yet", 3, Some(o));
-        c.history = history(&[(-300, 3)]);
+        let mut c = case("a fresh queue is not saturation yet", 1, Some(o));
         c.history.queue_since = Some(to_time(t(-10)));
-        c.want = 3;
         cases.push(c);
 
         let mut o = obs(200.0, 3);
@@ -804,72 +937,79 @@ mod tests {
         c.want = 4;
         cases.push(c);
 
-        // 5 provisioned, 3 ready, scaled 60 s ago: demand for 5 is already on its way.
+        // 5 provisioned, 3 ready, 2 starting: demand for 5 is already on its way.
         let mut o = obs(2400.0, 3);
         o.kv_cache_usage = 0.99;
         let mut c = case("starting pods carry the same demand", 5, Some(o));
         c.input.ready_replicas = 3;
-        c.input.last_scale_time = Some(t(-60));
+        c.input.starting_replicas = 2;
         c.want = 5;
+        cases.push(c);
+
+        // A model that loads for ten minutes: 4 provisioned, 2 ready, the others loading for
+        // longer than startupSeconds but within the startup probe's budget. Saturated, the pool
+        // still waits for them instead of adding one per startup.
+        let mut o = obs(2000.0, 2);
+        o.kv_cache_usage = 0.99;
+        o.requests_waiting = 40.0;
+        let mut c = case("a long model load adds no replica per startup", 4, Some(o));
+        c.input.ready_replicas = 2;
+        c.input.starting_replicas = 2;
+        c.history.queue_since = Some(to_time(t(-600)));
+        c.want = 4;
         cases.push(c);
 
         let mut c = case(
             "starting pods do not block more demand",
             5,
-            Some(obs(3400.0, 3)),
+            Some(obs(6400.0, 3)),
         );
         c.input.ready_replicas = 3;
-        c.input.last_scale_time = Some(t(-60));
+        c.input.starting_replicas = 2;
         c.want = 7;
         cases.push(c);
 
-        let mut c = case("max bound", 8, Some(obs(9000.0, 8)));
+        let mut c = case("max bound", 8, Some(obs(12_000.0, 8)));
         c.want = 10;
         c.limited = true;
         cases.push(c);
 
         let mut c = case("min bound", 2, Some(obs(0.0, 2)));
         c.spec.min_replicas = 2;
-        c.spec.scaling.scale_down_stabilization_seconds = 0;
         c.want = 2;
         c.limited = true;
         cases.push(c);
 
         let mut c = case("missing data holds", 6, None);
-        c.spec.scaling.scale_down_stabilization_seconds = 0;
-        c.want = 6;
         c.held = true;
         cases.push(c);
 
         let mut o = obs(100.0, 3);
         o.pods_expected = 6;
         let mut c = case("partial data never scales down", 6, Some(o));
-        c.spec.scaling.scale_down_stabilization_seconds = 0;
-        c.want = 6;
         c.held = true;
         cases.push(c);
 
-        let mut o = obs(4500.0, 3);
+        let mut o = obs(9000.0, 3);
         o.pods_expected = 6;
         let mut c = case("partial data may still scale up", 6, Some(o));
         c.want = 9;
         c.held = true;
         cases.push(c);
 
-        let mut c = case("up step limit", 2, Some(obs(4000.0, 2)));
+        let mut c = case("up step limit", 2, Some(obs(6000.0, 2)));
         c.spec.scaling.max_scale_up_step = Some(2);
         c.want = 4;
         c.limited = true;
         cases.push(c);
 
         let mut c = case("down step limit", 8, Some(obs(500.0, 8)));
-        c.spec.scaling.scale_down_stabilization_seconds = 0;
         c.spec.scaling.max_scale_down_step = Some(3);
         c.want = 5;
         c.limited = true;
         cases.push(c);
 
-        let mut c = case("up window takes the lowest", 2, Some(obs(4000.0, 2)));
+        let mut c = case("up window takes the lowest", 2, Some(obs(6000.0, 2)));
         c.spec.scaling.scale_up_stabilization_seconds = 60;
         c.history = history(&[(-30, 4)]);
         c.want = 4;
@@ -877,7 +1017,6 @@ mod tests {
 
         let mut c = case("no capacity known holds", 3, Some(obs(100.0, 3)));
         c.spec.capacity.output_tokens_per_second = None;
-        c.spec.scaling.scale_down_stabilization_seconds = 0;
         c.want = 3;
         c.held = true;
         cases.push(c);
@@ -889,16 +1028,15 @@ mod tests {
         );
         c.spec.capacity.output_tokens_per_second = None;
         c.input.learned_output_tokens_per_second = Some(500.0);
-        c.want = 10;
-        c.limited = true;
+        c.want = 6;
         cases.push(c);
 
         let mut o = obs(1500.0, 3);
         o.input_tokens_per_second = 20_000.0;
         let mut c = case("input tokens count when input capacity is set", 3, Some(o));
         c.spec.capacity.input_tokens_per_second = Some(10_000.0);
-        // 2.0 + 1.5 = 3.5 replicas of work at 50% target: 7.
-        c.want = 7;
+        // 2.0 + 1.5 = 3.5 replicas of work: 4.
+        c.want = 4;
         cases.push(c);
 
         for c in cases {
@@ -915,6 +1053,69 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_down_window_holds_the_highest_recommendation_within_it() {
+        let mut s = spec();
+        s.scaling.scale_down_stabilization_seconds = Some(300);
+        // 5.5 replicas of work until 200 s ago, 0.8 since.
+        let (status, replicas) = fed(&s, -900, 0, |at| if at < -200 { 5500.0 } else { 800.0 });
+        assert_eq!(replicas, 6, "held within the window");
+        let input = case("", 6, Some(obs(800.0, 6))).input;
+        let d = recommend(&s, &input, &status, t(0));
+        assert_eq!(d.desired_replicas, 6, "{}", d.reason);
+        assert!(d.reason.contains("down-stabilization"), "{}", d.reason);
+        // The levels no longer needed are kept one horizon (195 s) after they were last needed
+        // (no gaps yet to say otherwise: the break-even rule), and the window holds that 300 s
+        // more, level by level. After both the forecast decides, and nothing recurs: 1.
+        let (status, _) = fed(&s, -900, 600, |at| if at < -200 { 5500.0 } else { 800.0 });
+        let d = recommend(&s, &input, &status, t(600));
+        assert_eq!(d.desired_replicas, 1, "{}", d.reason);
+    }
+
+    #[test]
+    fn a_recurring_burst_is_met_by_replicas_started_one_startup_ahead() {
+        // 60 s bursts of 5.5 replicas of work every 600 s over 0.5, for two hours.
+        let s = spec();
+        let load = |at: i64| {
+            if at.rem_euclid(600) < 60 {
+                5500.0
+            } else {
+                500.0
+            }
+        };
+        let (status, _) = fed(&s, -7200, 0, load);
+        let at = |now: i64| {
+            let input = case("", 1, Some(obs(load(now), 1))).input;
+            recommend(&s, &input, &status_until(&s, &status, now, load), t(now))
+        };
+        // Just after a burst the next is ~10 minutes away: back to the demand.
+        let d = at(150);
+        assert_eq!(d.desired_replicas, 1, "{}", d.reason);
+        // 195 s (startup + interval) before the next burst the forecast asks for it.
+        let d = at(600 - 180);
+        assert_eq!(d.desired_replicas, 6, "{}", d.reason);
+        assert!(
+            d.reason.contains("the next 195s need 6 at p95"),
+            "{}",
+            d.reason
+        );
+    }
+
+    /// `status` carried on from second 0 to `now` by feeding `load` every 15 s.
+    fn status_until(
+        s: &InferencePoolSpec,
+        status: &SizingStatus,
+        now: i64,
+        load: impl Fn(i64) -> f64,
+    ) -> SizingStatus {
+        let mut status = status.clone();
+        for at in (0..now).step_by(15) {
+            let input = case("", 1, Some(obs(load(at), 1))).input;
+            status = recommend(s, &input, &status, t(at)).status;
+        }
+        status
+    }
+
     proptest::proptest! {
         // A malformed metric never shrinks the pool: whichever reading is NaN, infinite or
         // negative, the policy holds (with no down window, a sane low reading would shrink it).
@@ -925,7 +1126,6 @@ mod tests {
             current in 2i32..10,
         ) {
             let mut s = spec();
-            s.scaling.scale_down_stabilization_seconds = 0;
             s.capacity.input_tokens_per_second = Some(10_000.0);
             let mut o = obs(100.0, current as u32);
             o.input_tokens_per_second = 100.0;
@@ -947,9 +1147,120 @@ mod tests {
     }
 
     #[test]
+    fn the_status_stays_small_for_every_setting_the_schema_allows() {
+        // The settings that keep the most: a reading every second, the longest load and up
+        // windows (3,600 s), the longest down window (86,400 s: the longest buckets, 180 s),
+        // the most replicas, and numbers that print at full length.
+        let mut s = spec();
+        s.max_replicas = 1000;
+        s.scaling.interval_seconds = 1;
+        s.scaling.load_window_seconds = 3600;
+        s.scaling.scale_up_stabilization_seconds = 3600;
+        s.scaling.scale_down_stabilization_seconds = Some(86_400);
+        let mut o = obs(1_000_000.0 / 3.0, 1000);
+        o.requests_waiting = 1e15 / 7.0;
+        o.requests_per_second = 1e9 / 7.0;
+        let mut status = SizingStatus {
+            queue_since: Some(to_time(t(-1))),
+            low_utilization_since: Some(to_time(t(-1))),
+            idle_since: Some(to_time(t(-1))),
+            ..Default::default()
+        };
+        let mut step = |status: &mut SizingStatus, at: i64, k: i64| {
+            o.output_tokens_per_second = 1_000_000.0 / 3.0 + k as f64 / 7.0;
+            let input = SizingInput {
+                observation: Some(o.clone()),
+                current_replicas: 1000,
+                ready_replicas: 1000,
+                ..Default::default()
+            };
+            *status = recommend(&s, &input, status, t(at)).status;
+        };
+        // An hour of readings a second fills the recent ones; then one reading per bucket for
+        // a whole history fills the buckets.
+        for k in 0..3700 {
+            step(&mut status, k, k);
+        }
+        for k in 0..(HISTORY_BUCKETS as i64 + 10) {
+            step(&mut status, 3700 + 180 * k, k);
+        }
+        let h = status.history.as_ref().unwrap();
+        assert_eq!(h.bucket_seconds, 180);
+        assert_eq!(h.peak_work_replicas.len(), HISTORY_BUCKETS);
+        assert_eq!(h.max_replicas.len(), HISTORY_BUCKETS);
+        assert!(status.recommendations.len() <= MAX_RECENT);
+        // Run the recent readings up to their bound too, at full length.
+        for k in 0..100 {
+            step(
+                &mut status,
+                3700 + 180 * (HISTORY_BUCKETS as i64 + 10) + k,
+                k,
+            );
+        }
+        assert_eq!(status.recommendations.len(), MAX_RECENT);
+        let json = serde_json::to_string(&status).unwrap();
+        // etcd refuses objects over 1.5 MiB; the whole sizing state stays under 32 KiB.
+        assert!(json.len() < 32 * 1024, "{} bytes", json.len());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+        // User-given integers at their extremes (and past the schema's, as an old CRD or a
+        // hand-edited object may carry) never overflow, and the answer stays within the bounds.
+        #[test]
+        fn extreme_settings_never_overflow(
+            min in proptest::sample::select(vec![i32::MIN, -1, 0, 1, 1000, i32::MAX]),
+            max in proptest::sample::select(vec![i32::MIN, 0, 1, 1000, i32::MAX]),
+            up_step in proptest::option::of(proptest::sample::select(vec![1, 10_000, i32::MAX - 1, i32::MAX])),
+            down_step in proptest::option::of(proptest::sample::select(vec![1, 10_000, i32::MAX])),
+            current in proptest::sample::select(vec![0, 1, 999, i32::MAX - 1, i32::MAX]),
+            starting in proptest::sample::select(vec![0, 1, i32::MAX]),
+            interval in proptest::sample::select(vec![i32::MIN, 1, 15, 3600, i32::MAX]),
+            startup in proptest::sample::select(vec![i32::MIN, 0, 7200, i32::MAX]),
+            window in proptest::sample::select(vec![i32::MIN, 0, 3600, 86_400, i32::MAX]),
+            work in proptest::sample::select(vec![0.0, 1.0, 999.0, 1e12, 1e300]),
+            quantile in proptest::sample::select(vec![0.0, 0.5, 0.999, 2.0, f64::NAN]),
+            target in proptest::option::of(proptest::sample::select(vec![0.0, 1e-300, 0.5, 1.0, 7.0, f64::NAN])),
+        ) {
+            let mut s = spec();
+            s.min_replicas = min;
+            s.max_replicas = max;
+            s.scaling.max_scale_up_step = up_step;
+            s.scaling.max_scale_down_step = down_step;
+            s.scaling.interval_seconds = interval;
+            s.scaling.startup_seconds = startup;
+            s.scaling.load_window_seconds = window;
+            s.scaling.scale_up_stabilization_seconds = window;
+            s.scaling.scale_down_stabilization_seconds = Some(window);
+            s.scaling.forecast_quantile = quantile;
+            s.capacity.target_utilization = target;
+            let mut status = SizingStatus::default();
+            for k in 0..4 {
+                let mut o = obs(work * 1000.0 * (1.0 + k as f64), 3);
+                o.requests_waiting = work;
+                o.requests_per_second = 1.0;
+                let input = SizingInput {
+                    observation: Some(o),
+                    current_replicas: current,
+                    ready_replicas: current.saturating_sub(starting),
+                    starting_replicas: starting,
+                    learned_output_tokens_per_second: None,
+                };
+                let d = recommend(&s, &input, &status, t(k * 15));
+                let lo = min.max(0);
+                proptest::prop_assert!(d.desired_replicas >= lo && d.desired_replicas <= max.max(lo), "{}", d.reason);
+                proptest::prop_assert!(d.status.recommendations.len() <= MAX_RECENT);
+                status = d.status;
+            }
+        }
+    }
+
+    #[test]
     fn reason_carries_the_numbers() {
+        let mut s = spec();
+        s.capacity.target_utilization = Some(0.5);
         let d = recommend(
-            &spec(),
+            &s,
             &case("", 3, Some(obs(2840.0, 3))).input,
             &SizingStatus::default(),
             t(0),
@@ -968,7 +1279,8 @@ mod tests {
     fn history_survives_as_status_and_is_pruned() {
         let s = spec();
         let input = case("", 3, Some(obs(1500.0, 3))).input;
-        let old = history(&[(-5000, 9), (-100, 3)]);
+        // The load window (60 s) is the longest the readings are kept for here.
+        let old = history(&[(-5000, 9), (-45, 3)]);
         let d = recommend(&s, &input, &old, t(0));
         let times: Vec<_> = d
             .status
@@ -976,7 +1288,7 @@ mod tests {
             .iter()
             .map(|r| from_time(&r.time))
             .collect();
-        assert_eq!(times, vec![t(-100), t(0)]);
+        assert_eq!(times, vec![t(-45), t(0)]);
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub const SCHEMA_VERSION_ANNOTATION: &str = "crossover.dev/schema-version";
 /// gains or changes a field: the API server silently prunes status fields an older CRD does not
 /// declare (the sizing history, month-to-date money), so an operator refuses to run against a CRD
 /// whose annotation is lower. CRDs from before the annotation count as version 0.
-pub const CRD_SCHEMA_VERSION: u32 = 2;
+pub const CRD_SCHEMA_VERSION: u32 = 3;
 
 /// The CRD this binary expects: the derived one, stamped with its schema version.
 pub fn crd()

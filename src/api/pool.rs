@@ -355,7 +355,7 @@ pub struct ModelCache {
 }
 
 /// Per-replica capacity at the latency you want.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct CapacitySpec {
     /// Output (decode) tokens per second one replica sustains. When unset, crossover learns it from saturated replicas.
@@ -368,24 +368,27 @@ pub struct CapacitySpec {
     #[x_kube(validation = Rule::new("self == 0.0 || (self >= 0.001 && self <= 100000000.0)").message("spec.capacity.inputTokensPerSecond must be 0 (not counted) or between 0.001 and 100,000,000"))]
     pub input_tokens_per_second: Option<f64>,
 
-    /// Share of capacity to run at, above 0 and at most 1: 0.7 keeps 30% headroom for bursts.
-    #[serde(default = "default_target_utilization")]
+    /// Highest share of capacity the pool is planned to run at, above 0 and at most 1 (0.7 keeps
+    /// at least 30% headroom). Unset, crossover chooses the headroom itself from the traffic it
+    /// has seen: enough for the demand expected over the next startup at
+    /// spec.scaling.forecastQuantile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0.0 && self <= 1.0").message("spec.capacity.targetUtilization must be above 0 and at most 1 (0.7 means run at 70% of capacity)"))]
-    pub target_utilization: f64,
+    pub target_utilization: Option<f64>,
 }
 
-impl Default for CapacitySpec {
-    fn default() -> Self {
-        Self {
-            output_tokens_per_second: None,
-            input_tokens_per_second: None,
-            target_utilization: default_target_utilization(),
-        }
+/// The utilization judged against where a pool sets no target (the provisioning verdict and
+/// `crossover plan`, which size on an average load): the headroom crossover's own plans leave on
+/// bursty traffic, about a fifth of capacity (docs/simulation.md).
+pub const DEFAULT_TARGET_UTILIZATION: f64 = 0.8;
+
+impl CapacitySpec {
+    /// `targetUtilization`, or [`DEFAULT_TARGET_UTILIZATION`] when unset or out of range.
+    pub fn target_or_default(&self) -> f64 {
+        self.target_utilization
+            .filter(|t| t.is_finite() && *t > 0.0 && *t <= 1.0)
+            .unwrap_or(DEFAULT_TARGET_UTILIZATION)
     }
-}
-
-fn default_target_utilization() -> f64 {
-    0.7
 }
 
 /// Who decides the replica count.
@@ -422,11 +425,14 @@ pub struct ScalingSpec {
     #[schemars(range(min = 0, max = 3600))]
     pub scale_up_stabilization_seconds: i32,
 
-    /// Scale down only to the highest recommendation of this many trailing seconds. The pool is
-    /// also sized so that its mean load over this window sits at the target utilization.
-    #[serde(default = "default_scale_down_window")]
+    /// When set, scale down only to the highest recommendation of this many trailing seconds, on
+    /// top of the release rule (a window over 32 intervals is read from the demand history, and
+    /// may hold up to one of its buckets longer). Unset (the default), crossover releases a
+    /// replica once the demand expected over the next startup no longer needs it: the idle time
+    /// it expects before the replica is needed again is longer than a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 86400))]
-    pub scale_down_stabilization_seconds: i32,
+    pub scale_down_stabilization_seconds: Option<i32>,
 
     /// Load is the mean of the readings of this many trailing seconds (0: the latest reading
     /// alone): bursts shorter than this are left to the queue rather than met with replicas.
@@ -434,17 +440,26 @@ pub struct ScalingSpec {
     #[schemars(range(min = 0, max = 3600))]
     pub load_window_seconds: i32,
 
+    /// The quantile of the demand the pool is planned for over the next startup (0.5 to 0.999):
+    /// a replica is kept, or started ahead of time, while the traffic seen says it is needed
+    /// within one startup (plus an interval) at least 1 - forecastQuantile of the time. Higher
+    /// is safer and costs more.
+    #[serde(default = "default_forecast_quantile")]
+    #[x_kube(validation = Rule::new("self >= 0.5 && self <= 0.999").message("spec.scaling.forecastQuantile must be between 0.5 and 0.999"))]
+    pub forecast_quantile: f64,
+
     /// Most replicas added in one step (unset: no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 10000))]
     pub max_scale_up_step: Option<i32>,
 
     /// Most replicas removed in one step (unset: no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 10000))]
     pub max_scale_down_step: Option<i32>,
 
-    /// Seconds a replica takes from being requested to serving (model download and load); new replicas count as capacity on its way for this long.
+    /// Seconds a replica takes from being requested to serving (model download and load): the
+    /// horizon the policy plans over. Replicas still loading count as capacity on its way.
     #[serde(default = "default_startup_seconds")]
     #[schemars(range(min = 0, max = 7200))]
     pub startup_seconds: i32,
@@ -461,8 +476,9 @@ impl Default for ScalingSpec {
             metrics: MetricsSpec::default(),
             interval_seconds: default_interval_seconds(),
             scale_up_stabilization_seconds: default_scale_up_window(),
-            scale_down_stabilization_seconds: default_scale_down_window(),
+            scale_down_stabilization_seconds: None,
             load_window_seconds: default_load_window(),
+            forecast_quantile: default_forecast_quantile(),
             max_scale_up_step: None,
             max_scale_down_step: None,
             startup_seconds: default_startup_seconds(),
@@ -477,11 +493,11 @@ fn default_interval_seconds() -> i32 {
 fn default_scale_up_window() -> i32 {
     0
 }
-fn default_scale_down_window() -> i32 {
-    300
-}
 fn default_load_window() -> i32 {
     60
+}
+fn default_forecast_quantile() -> f64 {
+    0.95
 }
 fn default_startup_seconds() -> i32 {
     180
@@ -805,7 +821,8 @@ pub struct CounterBaseline {
     pub output_tokens: f64,
 }
 
-/// One past recommendation, kept for the stabilization windows.
+/// One recent reading and the recommendation made on it, kept for the load window, the queue's
+/// growth and the stabilization windows.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Recommendation {
@@ -822,15 +839,51 @@ pub struct Recommendation {
     /// arrived but could not be served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_waiting: Option<f64>,
+    /// Readings merged into this entry (1 unless readings came faster than the windows need
+    /// them): `workReplicas` is their mean, `replicas` their lowest, `time` the latest's.
+    #[serde(default = "one_reading", skip_serializing_if = "is_one_reading")]
+    pub readings: u32,
+}
+
+fn one_reading() -> u32 {
+    1
+}
+fn is_one_reading(n: &u32) -> bool {
+    *n == 1
+}
+
+/// The demand the forecast learns from, downsampled to fixed buckets: bounded whatever the
+/// interval, and kept in status so a restarted operator forecasts as well as before.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DemandHistory {
+    /// Seconds each bucket covers.
+    pub bucket_seconds: i32,
+    /// Start of the newest bucket.
+    pub newest: Time,
+    /// Highest demand of each bucket (work over spec.scaling.loadWindowSeconds, in replicas at
+    /// full capacity, rounded up to two decimals), oldest first; null where no complete reading
+    /// fell.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peak_work_replicas: Vec<Option<f64>>,
+    /// Highest replica count recommended in each bucket, oldest first: scale-down windows longer
+    /// than the recent readings read their maximum from here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub max_replicas: Vec<i32>,
 }
 
 /// Sizing state kept in status so a restarted or newly elected operator continues where it was.
+/// Its size is bounded for every setting the schema allows (`crate::sizing::MAX_RECENT` readings,
+/// `crate::sizing::HISTORY_BUCKETS` buckets).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SizingStatus {
-    /// Recommendations within the longest stabilization window, oldest first.
+    /// The latest readings and their recommendations, oldest first (at most 64).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recommendations: Vec<Recommendation>,
+    /// Demand history the forecast learns recurring bursts from (at most 480 buckets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<DemandHistory>,
     /// Since when requests have been waiting without a break (unset: queue empty at the last reading).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_since: Option<Time>,

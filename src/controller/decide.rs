@@ -155,7 +155,7 @@ fn size(inp: &Inputs, prev: &InferencePoolStatus, observation: Option<&Observati
             observation: observation.cloned(),
             current_replicas: current,
             ready_replicas: inp.ready_replicas,
-            last_scale_time: prev.last_scale_time.as_ref().map(from_time),
+            starting_replicas: inp.starting_replicas,
             learned_output_tokens_per_second: prev
                 .load
                 .as_ref()
@@ -657,7 +657,7 @@ mod tests {
             desired_replicas: Some(2),
             ..Default::default()
         });
-        let plan = settled(&p, 3, &Outcome::Fresh(obs(2000.0)), now());
+        let plan = settled(&p, 3, &Outcome::Fresh(obs(2500.0)), now());
         assert_eq!(plan.desired_replicas, 3);
         assert_eq!(plan.status.last_scale_time, Some(to_time(now())));
         assert!(plan.events.iter().any(|e| e.reason == "Scaled"));

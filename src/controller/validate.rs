@@ -61,9 +61,14 @@ pub fn validate_spec(spec: &InferencePoolSpec) -> Result<(), InvalidSpec> {
             "spec.replicas may only be set when spec.scaling.mode is External (in Auto mode crossover sizes the pool itself)".into(),
         );
     }
-    let t = spec.capacity.target_utilization;
-    if t.is_nan() || t <= 0.0 || t > 1.0 {
+    if let Some(t) = spec.capacity.target_utilization
+        && (t.is_nan() || t <= 0.0 || t > 1.0)
+    {
         return fail("spec.capacity.targetUtilization must be above 0 and at most 1".into());
+    }
+    let q = spec.scaling.forecast_quantile;
+    if q.is_nan() || !(0.5..=0.999).contains(&q) {
+        return fail("spec.scaling.forecastQuantile must be between 0.5 and 0.999".into());
     }
     let c = &spec.cost;
     if c.replica_hourly_usd.is_some() == c.replica_monthly_usd.is_some() {

@@ -3,6 +3,8 @@
 //! metrics sampled every interval) under crossover's own [`crate::sizing::recommend`] and baselines,
 //! and prices each run in GPU-hours and dollars.
 
+pub mod corpus;
+pub mod hpa;
 pub mod policy;
 pub mod report;
 pub mod trace;
@@ -48,6 +50,8 @@ pub struct SimOptions {
     /// Extra delay before a reading reaches the autoscalers (a Prometheus scrape, say), on top of
     /// each one averaging over its own interval.
     pub metrics_lag_seconds: u32,
+    /// Seconds at the start left out of every figure (every policy still runs through them).
+    pub warm_up_seconds: u32,
 }
 
 /// The pool model's fixed inputs, shared by every policy's run.
@@ -62,6 +66,8 @@ pub struct Model<'a> {
     pub input_tokens_per_second: Option<f64>,
     pub startup_seconds: usize,
     pub metrics_lag_seconds: usize,
+    /// First second counted in the figures (0 without warm-up; always before the last second).
+    pub warm_up: usize,
     pub min_replicas: i32,
     pub max_replicas: i32,
 }
@@ -108,6 +114,7 @@ impl<'a> Model<'a> {
                 .unwrap_or(spec.scaling.startup_seconds.max(0) as u32)
                 as usize,
             metrics_lag_seconds: options.metrics_lag_seconds as usize,
+            warm_up: (options.warm_up_seconds as usize).min(workload.seconds() - 1),
             min_replicas,
             max_replicas: spec.max_replicas.max(min_replicas),
         })
@@ -130,9 +137,32 @@ impl<'a> Model<'a> {
     /// policy starts from the same warm pool.
     pub fn warm_start(&self) -> i32 {
         let first = self.demand[self.seconds().min(DEMAND_WINDOW_SECONDS) - 1];
-        self.replicas_for(first / self.spec.capacity.target_utilization.max(EPSILON))
+        self.replicas_for(first / self.baseline_target())
+    }
+
+    /// The target utilization the baselines run at: the spec's, else [`BASELINE_TARGET`].
+    pub fn baseline_target(&self) -> f64 {
+        self.spec
+            .capacity
+            .target_utilization
+            .filter(|t| t.is_finite() && *t > 0.0)
+            .map_or(BASELINE_TARGET, |t| t.min(1.0))
+    }
+
+    /// Demand over the seconds the figures count.
+    pub fn evaluated_demand(&self) -> &[f64] {
+        &self.demand[self.warm_up..]
+    }
+
+    /// Work over the seconds the figures count.
+    pub fn evaluated_work(&self) -> &[f64] {
+        &self.work[self.warm_up..]
     }
 }
+
+/// Target utilization of the `hpa`, `keda`, `kpa` and `static-mean` baselines when the pool sets
+/// none: the example pool's setting before the policy chose its own headroom (docs/simulation.md).
+pub const BASELINE_TARGET: f64 = 0.8;
 
 /// Replicas of one run: ready ones, and those still starting with the second they become ready.
 #[derive(Clone, Debug, Default)]
@@ -312,6 +342,10 @@ pub struct SimReport {
     pub workload: String,
     pub synthetic: bool,
     pub duration_seconds: u64,
+    /// Seconds at the start left out of every figure.
+    pub warm_up_seconds: u64,
+    /// Seconds the figures count: the duration less the warm-up.
+    pub evaluated_seconds: u64,
     pub input_tokens: f64,
     pub output_tokens: f64,
     pub policies: Vec<PolicyResult>,
@@ -329,8 +363,9 @@ pub fn simulate(
     let model = Model::new(spec, workload, options)?;
     let mut policies: Vec<Box<dyn Autoscaler>> = vec![
         Box::new(policy::Crossover::new(spec)),
-        Box::new(policy::Hpa::default()),
+        Box::new(policy::Hpa::new(&model)),
         Box::new(policy::Kpa::default()),
+        Box::new(policy::Keda::new(&model)),
         Box::new(policy::Static::peak(&model)),
         Box::new(policy::Static::mean(&model)),
         Box::new(policy::Oracle::new(&model)),
@@ -343,8 +378,10 @@ pub fn simulate(
         workload: workload.description.clone(),
         synthetic: workload.synthetic,
         duration_seconds: model.seconds() as u64,
-        input_tokens: workload.input_tokens.iter().sum(),
-        output_tokens: workload.output_tokens.iter().sum(),
+        warm_up_seconds: model.warm_up as u64,
+        evaluated_seconds: (model.seconds() - model.warm_up) as u64,
+        input_tokens: workload.input_tokens[model.warm_up..].iter().sum(),
+        output_tokens: workload.output_tokens[model.warm_up..].iter().sum(),
         policies: results,
         demand: model.demand,
     })
@@ -365,40 +402,35 @@ pub fn run(model: &Model, autoscaler: &mut dyn Autoscaler) -> PolicyResult {
     let (mut q_in, mut q_out, mut q_req) = (0.0_f64, 0.0_f64, 0.0_f64);
     let mut replica_seconds = 0.0;
     let mut under = 0_u64;
-    let mut zero_delay_requests = 0.0;
-    let mut delays: Vec<(f64, f64)> = Vec::new();
+    let mut arrived = 0.0;
+    let mut arrived_before = Vec::with_capacity(n);
     let mut ready = Vec::with_capacity(n);
 
+    let mut scales_before_warm_up = 0;
     for s in 0..n {
+        let counted = s >= model.warm_up;
+        if s == model.warm_up {
+            scales_before_warm_up = pool.scale_events;
+        }
         pool.advance(s);
         if let Some(target) = autoscaler.decide(s, &tel, &pool, model) {
             pool.set(model.clamp(target), s, model.startup_seconds);
             pool.advance(s);
         }
         let capacity = pool.ready.max(0) as f64;
-        replica_seconds += pool.provisioned() as f64;
-        ready.push(pool.ready);
-        if model.demand[s] > capacity + EPSILON {
-            under += 1;
-        }
-
-        // Fluid FIFO: what arrives this second waits behind the backlog already queued.
-        let backlog = work_of(q_in, q_out);
-        if w.requests[s] > 0.0 {
-            let delay = if backlog <= EPSILON {
-                0.0
-            } else if capacity > 0.0 {
-                backlog / capacity
-            } else {
-                // Nothing ready: the wait is at least a startup.
-                model.startup_seconds as f64
-            };
-            if delay == 0.0 {
-                zero_delay_requests += w.requests[s];
-            } else {
-                delays.push((delay, w.requests[s]));
+        if counted {
+            replica_seconds += pool.provisioned() as f64;
+            if model.demand[s] > capacity + EPSILON {
+                under += 1;
             }
         }
+        ready.push(pool.ready);
+
+        // Fluid FIFO: what arrives this second waits behind the work queued before it, until
+        // the pool has served that much (found once the run is over, so a scale-up that lands
+        // while it waits shortens its wait).
+        arrived_before.push(arrived);
+        arrived += work_of(w.input_tokens[s], w.output_tokens[s]);
         q_in += w.input_tokens[s];
         q_out += w.output_tokens[s];
         q_req += w.requests[s];
@@ -433,6 +465,7 @@ pub fn run(model: &Model, autoscaler: &mut dyn Autoscaler) -> PolicyResult {
     }
 
     let spec = model.spec;
+    let evaluated = n - model.warm_up;
     let hours = replica_seconds / 3600.0;
     let replica_usd = spec
         .cost
@@ -449,41 +482,69 @@ pub fn run(model: &Model, autoscaler: &mut dyn Autoscaler) -> PolicyResult {
         .iter()
         .map(|o| o.monthly_usd)
         .sum::<f64>()
-        * (n as f64 / 3600.0)
+        * (evaluated as f64 / 3600.0)
         / HOURS_PER_MONTH;
     PolicyResult {
         name: autoscaler.name().to_string(),
         gpu_hours: hours * spec.gpu.count.max(1) as f64,
         pool_cost_usd: replica_usd + overhead_usd,
-        api_cost_usd: api_cost_usd(spec, w),
+        api_cost_usd: api_cost_usd(spec, w, model.warm_up),
         under_provisioned_seconds: under,
-        p99_queue_seconds: p99(zero_delay_requests, delays),
-        scale_events: pool.scale_events,
+        p99_queue_seconds: p99_queue_seconds(model, &arrived_before, &tel.cum_work),
+        scale_events: pool.scale_events - scales_before_warm_up,
         ready,
     }
 }
 
-/// The same tokens at the `compareTo` prices; `None` without explicit input and output prices.
-pub fn api_cost_usd(spec: &InferencePoolSpec, w: &Workload) -> Option<f64> {
+/// The same tokens (from second `from` on) at the `compareTo` prices; `None` without explicit
+/// input and output prices.
+pub fn api_cost_usd(spec: &InferencePoolSpec, w: &Workload, from: usize) -> Option<f64> {
     let c = spec.compare_to.as_ref()?;
     let (pi, po) = (
         c.input_usd_per_million_tokens?,
         c.output_usd_per_million_tokens?,
     );
-    let input: f64 = w.input_tokens.iter().sum();
-    let output: f64 = w.output_tokens.iter().sum();
+    let input: f64 = w.input_tokens[from..].iter().sum();
+    let output: f64 = w.output_tokens[from..].iter().sum();
     Some((input * pi + output * po) / 1e6)
 }
 
-/// 99th percentile of per-request delay, given requests that did not wait and (delay, requests).
-fn p99(zero_delay_requests: f64, mut delays: Vec<(f64, f64)>) -> f64 {
-    let total = zero_delay_requests + delays.iter().map(|d| d.1).sum::<f64>();
-    let rank = total * 0.99;
-    if rank <= zero_delay_requests {
-        return 0.0;
+/// 99th percentile of the queueing delay of the requests counted: the requests of second `s`
+/// start once the pool has served all the work that arrived before them (`arrived_before[s]`,
+/// against the cumulative work served, `served[t]` before second `t`), interpolated within the
+/// second. Requests still waiting at the end count the wait so far.
+fn p99_queue_seconds(model: &Model, arrived_before: &[f64], served: &[f64]) -> f64 {
+    let requests = &model.workload.requests;
+    let n = arrived_before.len().min(served.len().saturating_sub(1));
+    let mut delays: Vec<(f64, f64)> = Vec::new();
+    let mut t = 0;
+    for s in model.warm_up..n {
+        if requests[s] <= 0.0 {
+            continue;
+        }
+        let ahead = arrived_before[s];
+        t = t.max(s);
+        while t < n && served[t + 1] < ahead - EPSILON {
+            t += 1;
+        }
+        let start = if t == n {
+            n as f64
+        } else if served[t] >= ahead - EPSILON {
+            t as f64
+        } else {
+            t as f64 + (ahead - served[t]) / (served[t + 1] - served[t]).max(EPSILON)
+        };
+        delays.push(((start - s as f64).max(0.0), requests[s]));
     }
+    p99(delays)
+}
+
+/// 99th percentile of (delay, requests) pairs, weighted by requests.
+fn p99(mut delays: Vec<(f64, f64)>) -> f64 {
+    let total: f64 = delays.iter().map(|d| d.1).sum();
+    let rank = total * 0.99;
     delays.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut seen = zero_delay_requests;
+    let mut seen = 0.0;
     for (delay, count) in &delays {
         seen += count;
         if seen >= rank {

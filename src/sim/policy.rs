@@ -1,8 +1,9 @@
 //! The autoscalers the simulator compares: crossover's own policy (the controller's
-//! [`crate::sizing::recommend`], not a copy), the Kubernetes HPA and Knative's KPA on the same
-//! utilization metric, static pools, and the perfect-foresight oracle.
+//! [`crate::sizing::recommend`], not a copy), the Kubernetes HPA (the upstream calculator, ported
+//! in [`super::hpa`]), KEDA on a Prometheus rate and Knative's KPA on the same work metric, static
+//! pools, and the perfect-foresight oracle.
 
-use super::{Model, Replicas, Telemetry};
+use super::{Model, Replicas, Telemetry, hpa};
 use crate::api::{InferencePoolSpec, SizingStatus};
 use crate::load::Observation;
 use crate::sizing::{SizingInput, recommend};
@@ -76,10 +77,12 @@ impl Autoscaler for Crossover {
         };
         let at = |s: usize| self.epoch + TimeDelta::seconds(s as i64);
         let input = SizingInput {
-            observation: Some(observation),
+            // At 0 ready replicas the controller reads no metrics: no pod serves them.
+            observation: (pool.ready > 0).then_some(observation),
             current_replicas: pool.provisioned(),
             ready_replicas: pool.ready,
-            last_scale_time: pool.last_scale.map(at),
+            // Every replica of the model is within its startup: it becomes ready after it.
+            starting_replicas: pool.provisioned() - pool.ready,
             learned_output_tokens_per_second: None,
         };
         let decision = recommend(model.spec, &input, &self.history, at(now));
@@ -88,27 +91,32 @@ impl Autoscaler for Crossover {
     }
 }
 
-/// The Kubernetes HPA on the same utilization metric, averaged over the same minute crossover
-/// reads: 15 s sync, 10% tolerance, scale-up by at most max(100%, 4 pods) per 15 s, scale-down to
-/// the highest recommendation of the last 300 s.
+/// Milli-units of a replica's full capacity, the unit the HPA's metrics carry here.
+const MILLI: f64 = 1000.0;
+
+/// The Kubernetes HPA ([`super::hpa`], the upstream calculator and rules) on a Pods metric: each
+/// ready pod's share of the work served over the last minute (a Prometheus rate through a
+/// metrics adapter), AverageValue target = the baseline target utilization. Pods still starting
+/// have no sample (vLLM is not up yet), which the calculator treats as missing. Defaults as an
+/// HPA without `spec.behavior` runs: 15 s sync, 10% tolerance, scale-down to the highest
+/// recommendation of 300 s, scale-up to at most max(2 x current, 4) per sync.
 pub struct Hpa {
     pub sync_seconds: usize,
-    /// The metric's averaging window: a Prometheus rate over this many seconds, as a metrics
-    /// adapter or KEDA query reads it (crossover reads the same minute, its loadWindowSeconds).
+    /// The metric's averaging window: a Prometheus `rate(...[1m])`.
     pub metric_window_seconds: usize,
-    pub tolerance: f64,
-    pub down_window_seconds: usize,
-    recommendations: VecDeque<(usize, i32)>,
+    pub tolerances: hpa::Tolerances,
+    normalizer: hpa::Normalizer,
+    target_milli: i64,
 }
 
-impl Default for Hpa {
-    fn default() -> Self {
+impl Hpa {
+    pub fn new(model: &Model) -> Self {
         Self {
             sync_seconds: 15,
             metric_window_seconds: 60,
-            tolerance: 0.1,
-            down_window_seconds: 300,
-            recommendations: VecDeque::new(),
+            tolerances: hpa::Tolerances::default(),
+            normalizer: hpa::Normalizer::new(None),
+            target_milli: (model.baseline_target() * MILLI).round() as i64,
         }
     }
 }
@@ -128,48 +136,117 @@ impl Autoscaler for Hpa {
         if now == 0 || !now.is_multiple_of(self.sync_seconds) {
             return None;
         }
-        let target = model.spec.capacity.target_utilization;
         let current = pool.provisioned();
-        let work = tel.work(tel.window(
-            now,
-            self.metric_window_seconds.max(self.sync_seconds),
-            model.metrics_lag_seconds,
-        ));
-        let ready = pool.ready.max(1) as f64;
-        let ratio = work / ready / target;
-        // Unready pods count as idle, so the desired count is over all provisioned pods.
-        let rec = if (ratio - 1.0).abs() <= self.tolerance {
-            current
+        self.normalizer.record_initial(current, now as f64);
+        let window = tel.window(now, self.metric_window_seconds, model.metrics_lag_seconds);
+        let ready = pool.ready.max(0);
+        let per_pod = if ready > 0 {
+            (tel.work(window) / ready as f64 * MILLI).round() as i64
         } else {
-            let wanted = ceil_replicas(work, target);
-            // The HPA does not scale against the direction the ready pods' ratio points.
-            if (ratio > 1.0 && wanted < current) || (ratio < 1.0 && wanted > current) {
-                current
-            } else {
-                wanted
-            }
+            0
         };
-        let rec = model.clamp(rec);
-        self.recommendations.push_back((now, rec));
-        while self
-            .recommendations
-            .front()
-            .is_some_and(|&(t, _)| t + self.down_window_seconds < now)
-        {
-            self.recommendations.pop_front();
+        let pods: Vec<hpa::Pod> = (0..current.max(0))
+            .map(|i| hpa::Pod::running((i < ready).then_some(per_pod)))
+            .collect();
+        let desired = if current > model.max_replicas {
+            model.max_replicas
+        } else if current < model.min_replicas {
+            model.min_replicas
+        } else {
+            // No samples (every pod loading) is an error for the HPA: it does not scale.
+            let Ok((desired, _)) =
+                hpa::pod_metric_replicas(&pods, current, self.target_milli, self.tolerances)
+            else {
+                return None;
+            };
+            self.normalizer.normalize(
+                current,
+                desired,
+                model.min_replicas,
+                model.max_replicas,
+                now as f64,
+            )
+        };
+        if desired != current {
+            self.normalizer
+                .store_scale_event(current, desired, now as f64);
         }
-        let desired = if rec < current {
-            let highest = self
-                .recommendations
-                .iter()
-                .map(|r| r.1)
-                .max()
-                .unwrap_or(rec);
-            highest.min(current)
+        Some(desired)
+    }
+}
+
+/// KEDA with a Prometheus trigger: the pool's total work served per second (`sum(rate(...[1m]))`
+/// over vLLM's token counters, divided by capacity) with the default AverageValue metric type and
+/// threshold = the baseline target, so the HPA KEDA creates computes ceil(total / threshold) over
+/// the Deployment's replicas, loading ones included. The value is queried every `pollingInterval`
+/// (30 s) and served from that cache in between (`useCachedMetrics: true`); the generated HPA has
+/// no `spec.behavior`, so its defaults apply (15 s sync, 10% tolerance, 300 s down window).
+/// `minReplicaCount` is the pool's minimum: at zero replicas vLLM exports nothing to activate on.
+pub struct Keda {
+    pub polling_interval_seconds: usize,
+    pub sync_seconds: usize,
+    pub metric_window_seconds: usize,
+    pub tolerances: hpa::Tolerances,
+    normalizer: hpa::Normalizer,
+    threshold_milli: i64,
+    cached_milli: Option<i64>,
+}
+
+impl Keda {
+    pub fn new(model: &Model) -> Self {
+        Self {
+            polling_interval_seconds: 30,
+            sync_seconds: 15,
+            metric_window_seconds: 60,
+            tolerances: hpa::Tolerances::default(),
+            normalizer: hpa::Normalizer::new(None),
+            threshold_milli: (model.baseline_target() * MILLI).round() as i64,
+            cached_milli: None,
+        }
+    }
+}
+
+impl Autoscaler for Keda {
+    fn name(&self) -> &str {
+        "keda"
+    }
+
+    fn decide(
+        &mut self,
+        now: usize,
+        tel: &Telemetry,
+        pool: &Replicas,
+        model: &Model,
+    ) -> Option<i32> {
+        if now.is_multiple_of(self.polling_interval_seconds) || self.cached_milli.is_none() {
+            let window = tel.window(now, self.metric_window_seconds, model.metrics_lag_seconds);
+            self.cached_milli = Some((tel.work(window) * MILLI).round() as i64);
+        }
+        if now == 0 || !now.is_multiple_of(self.sync_seconds) {
+            return None;
+        }
+        let current = pool.provisioned();
+        self.normalizer.record_initial(current, now as f64);
+        let desired = if current > model.max_replicas {
+            model.max_replicas
+        } else if current < model.min_replicas {
+            model.min_replicas
         } else {
-            rec.min((current * 2).max(current + 4))
+            let (desired, _) = hpa::external_per_pod_replicas(
+                &[self.cached_milli.unwrap_or(0)],
+                current,
+                self.threshold_milli,
+                self.tolerances,
+            );
+            self.normalizer.normalize(
+                current,
+                desired,
+                model.min_replicas,
+                model.max_replicas,
+                now as f64,
+            )
         };
-        Some(model.clamp(desired))
+        Some(desired)
     }
 }
 
@@ -215,7 +292,7 @@ impl Autoscaler for Kpa {
         if now == 0 || !now.is_multiple_of(self.tick_seconds) {
             return None;
         }
-        let target = model.spec.capacity.target_utilization;
+        let target = model.baseline_target();
         let lag = model.metrics_lag_seconds;
         let stable = tel.work(tel.window(now, self.stable_window_seconds, lag));
         let panic = tel.work(tel.window(now, self.panic_window_seconds, lag));
@@ -260,9 +337,10 @@ impl Static {
         Self { name, replicas }
     }
 
-    /// Enough replicas for the peak demand at full capacity: never under-provisioned.
+    /// Enough replicas for the peak demand (after warm-up) at full capacity: never
+    /// under-provisioned where the figures count.
     pub fn peak(model: &Model) -> Self {
-        let peak = model.demand.iter().copied().fold(0.0, f64::max);
+        let peak = model.evaluated_demand().iter().copied().fold(0.0, f64::max);
         Self {
             name: "static-peak",
             replicas: model.replicas_for(peak),
@@ -271,10 +349,11 @@ impl Static {
 
     /// Sized for the mean demand at the target utilization, as a capacity plan on averages would.
     pub fn mean(model: &Model) -> Self {
-        let mean = model.work.iter().sum::<f64>() / model.seconds() as f64;
+        let work = model.evaluated_work();
+        let mean = work.iter().sum::<f64>() / work.len().max(1) as f64;
         Self {
             name: "static-mean",
-            replicas: model.clamp(ceil_replicas(mean, model.spec.capacity.target_utilization)),
+            replicas: model.clamp(ceil_replicas(mean, model.baseline_target())),
         }
     }
 }

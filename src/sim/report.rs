@@ -2,6 +2,7 @@
 //! policy's ready capacity over time.
 
 use super::SimReport;
+use super::corpus::{self, CorpusReport};
 use crate::format::thousands;
 use plotters::prelude::*;
 use std::fmt::Write as _;
@@ -17,10 +18,18 @@ pub fn table(report: &SimReport) -> String {
     let _ = writeln!(out, "workload: {}", report.workload);
     let _ = writeln!(
         out,
-        "{:.1} h simulated, {} input + {} output tokens\n",
+        "{:.1} h simulated, {} input + {} output tokens counted{}\n",
         hours,
         thousands(report.input_tokens),
-        thousands(report.output_tokens)
+        thousands(report.output_tokens),
+        if report.warm_up_seconds > 0 {
+            format!(
+                "; the first {} s (warm-up) are left out of every figure",
+                report.warm_up_seconds
+            )
+        } else {
+            String::new()
+        }
     );
     let _ = writeln!(
         out,
@@ -28,7 +37,7 @@ pub fn table(report: &SimReport) -> String {
         "POLICY", "GPU-HOURS", "POOL $", "API $", "UNDER-PROV s", "P99 QUEUE s", "SCALES"
     );
     for p in &report.policies {
-        let share = p.under_provisioned_seconds as f64 / report.duration_seconds.max(1) as f64;
+        let share = p.under_provisioned_seconds as f64 / report.evaluated_seconds.max(1) as f64;
         let _ = writeln!(
             out,
             "{:<12} {:>10.2} {:>12} {:>12} {:>16} {:>12.2} {:>7}",
@@ -48,6 +57,103 @@ pub fn table(report: &SimReport) -> String {
             "\nSYNTHETIC workload: built from a real trace, not a recording."
         );
     }
+    out
+}
+
+/// Width of one policy's cell in the corpus table: "1.31x  6.66%".
+const CELL: usize = 14;
+
+/// The corpus as one table: a row per workload and lag, a cell per policy (GPU-hours as a
+/// multiple of the oracle's, share of seconds under-provisioned), crossover's p99 queueing delay
+/// against the oracle's, the targets crossover misses, and the worst case of every policy.
+pub fn corpus_table(report: &CorpusReport) -> String {
+    let mut out = String::new();
+    let Some(first) = report.runs.first() else {
+        return "the corpus is empty\n".into();
+    };
+    let names: Vec<&str> = first
+        .report
+        .policies
+        .iter()
+        .map(|p| p.name.as_str())
+        .filter(|n| *n != "oracle")
+        .collect();
+    let _ = writeln!(
+        out,
+        "corpus: {} runs (each workload without and with a {} s metrics lag); the first {} s of \
+         every replay are warm-up, left out of every figure",
+        report.runs.len(),
+        corpus::LAG_SECONDS,
+        report.warm_up_seconds
+    );
+    let _ = writeln!(
+        out,
+        "cells: GPU-hours as a multiple of the oracle's, share of seconds under-provisioned\n"
+    );
+    let _ = write!(out, "{:<20} {:>4} {:>8}", "WORKLOAD", "LAG", "ORACLE-H");
+    for n in &names {
+        let _ = write!(out, "  {n:<CELL$}");
+    }
+    let _ = writeln!(out, "  {:>11}  MISSED", "P99 s X/OR");
+    for run in &report.runs {
+        let oracle = run.policy("oracle").map_or(0.0, |p| p.gpu_hours);
+        let _ = write!(
+            out,
+            "{:<20} {:>3}s {:>8.2}",
+            run.name, run.metrics_lag_seconds, oracle
+        );
+        for n in &names {
+            let cell = run.figures(n).map_or("n/a".to_string(), |f| {
+                format!("{:.2}x {:>6.2}%", f.oracle_ratio, f.under_share * 100.0)
+            });
+            let _ = write!(out, "  {cell:<CELL$}");
+        }
+        let p99 = match (run.policy("crossover"), run.policy("oracle")) {
+            (Some(c), Some(o)) => format!("{:.1}/{:.1}", c.p99_queue_seconds, o.p99_queue_seconds),
+            _ => "n/a".into(),
+        };
+        let misses = run.misses();
+        let missed = if misses.is_empty() {
+            "-".to_string()
+        } else {
+            misses.join(", ")
+        };
+        let _ = writeln!(out, "  {p99:>11}  {missed}");
+    }
+    let _ = write!(out, "{:<20} {:>4} {:>8}", "worst case", "", "");
+    for n in &names {
+        let cell = report
+            .worst(n)
+            .map_or("n/a".to_string(), |((r, _), (u, _))| {
+                format!("{r:.2}x {:>6.2}%", u * 100.0)
+            });
+        let _ = write!(out, "  {cell:<CELL$}");
+    }
+    let _ = writeln!(out);
+    if let Some(((r, rr), (u, ur))) = report.worst("crossover") {
+        let met = report.runs.iter().filter(|r| r.misses().is_empty()).count();
+        let _ = writeln!(
+            out,
+            "\ncrossover, worst case: {r:.2}x the oracle's GPU-hours ({}, {} s lag); {:.2}% of \
+             seconds under-provisioned ({}, {} s lag); every target met on {met} of {} runs",
+            rr.name,
+            rr.metrics_lag_seconds,
+            u * 100.0,
+            ur.name,
+            ur.metrics_lag_seconds,
+            report.runs.len()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "MISSED: G over {:.2}x the oracle's GPU-hours; U over {:.1}% of seconds under-provisioned; \
+         Q p99 queueing over max({:.0} s, the oracle's); B not fewer GPU-hours than that baseline \
+         at no more under-provisioned seconds; S over {:.2}x the static pool sized for the peak",
+        corpus::MAX_ORACLE_RATIO,
+        corpus::MAX_UNDER_SHARE * 100.0,
+        corpus::MIN_P99_ALLOWANCE_SECONDS,
+        corpus::MAX_STATIC_PEAK_RATIO
+    );
     out
 }
 

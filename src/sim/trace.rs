@@ -215,7 +215,8 @@ const GOLDEN: f64 = 0.618_033_988_749_895;
 /// Buckets `requests` into seconds, shaped by `shape`.
 ///
 /// A load scale of X plays `ceil(X)` copies of the trace over the same duration, copy `k` shifted
-/// circularly by `k / ceil(X)` of it, the last copy thinned to the fractional part (X below 1
+/// circularly by the fractional part of `k` times the golden ratio of it (evenly spread, never
+/// periodic), the last copy thinned to the fractional part (X below 1
 /// thins the one copy). More traffic is more users: the trace keeps its length and the time scale
 /// of its bursts, and bursts of different copies overlap as independent users' would. Scaling by
 /// compressing time instead would shorten every burst along with the trace, so a 180 s replica
@@ -241,7 +242,9 @@ pub fn workload(requests: &[Request], shape: Shape, label: &str) -> Workload {
     for copy in 0..copies {
         // Share of this copy's requests kept: 1 for all but the last, the fraction for the last.
         let keep = (scale - copy as f64).min(1.0);
-        let shift = seconds as f64 * copy as f64 / copies as f64;
+        // Shifts at multiples of the golden ratio spread the copies evenly without making the
+        // sum periodic: shifts of k / copies would turn x4 into one quarter hour played 4 times.
+        let shift = seconds as f64 * (copy as f64 * GOLDEN).fract();
         for (i, r) in requests.iter().enumerate() {
             if keep < 1.0 && (i as f64 * GOLDEN).fract() >= keep {
                 continue;
@@ -382,7 +385,7 @@ mod tests {
         assert_eq!(w.input_tokens, vec![10.0, 20.0, 0.0, 30.0]);
         assert!(!w.synthetic);
 
-        // x2: the trace, plus a copy shifted by half its length (2 s), wrapping around.
+        // x2: the trace, plus a copy shifted by 0.618 of its length (2.47 s), wrapping around.
         let w = workload(
             &reqs,
             Shape {
