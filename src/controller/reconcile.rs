@@ -109,7 +109,11 @@ pub async fn reconcile(
         .await;
     }
     match applied {
-        Ok(()) | Err(Failure { error: None, .. }) => Ok(Action::requeue(interval)),
+        Ok(()) | Err(Failure { error: None, .. }) => Ok(Action::requeue(super::next_reconcile(
+            interval,
+            pool.metadata.uid.as_deref().unwrap_or_default(),
+            now,
+        ))),
         Err(Failure { error: Some(e), .. }) => Err(e),
     }
 }
@@ -123,22 +127,30 @@ struct Children {
 
 async fn read_children(ctx: &Context, pool: &InferencePool) -> Result<Children, Error> {
     let ns = pool.namespace().unwrap_or_default();
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let deployment = deployments
-        .get_opt(&pool.name_any())
-        .await
-        .map_err(|source| Error::Read {
-            what: "deployment",
-            source,
-        })?;
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-    let service: Option<PartialObjectMeta<Service>> = services
-        .get_metadata_opt(&build::service_name(&pool.name_any()))
-        .await
-        .map_err(|source| Error::Read {
-            what: "service",
-            source,
-        })?;
+    let name = pool.name_any();
+    let service_name = build::service_name(&name);
+    // The watch caches hold the pools' children (by label). One missing there is looked up: it
+    // may exist without our label (someone else's), which the ownership check must see.
+    let deployment = match ctx.cached_deployment(&ns, &name) {
+        Some(d) => Some(Deployment::clone(&d)),
+        None => Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(&name)
+            .await
+            .map_err(|source| Error::Read {
+                what: "deployment",
+                source,
+            })?,
+    };
+    let service: Option<PartialObjectMeta<Service>> = match ctx.cached_service(&ns, &service_name) {
+        Some(s) => Some(PartialObjectMeta::clone(&s)),
+        None => Api::<Service>::namespaced(ctx.client.clone(), &ns)
+            .get_metadata_opt(&service_name)
+            .await
+            .map_err(|source| Error::Read {
+                what: "service",
+                source,
+            })?,
+    };
     let deployment_ownership = build::ownership(deployment.as_ref().map(|d| &d.metadata), pool);
     let service_ownership = build::ownership(service.as_ref().map(|s| &s.metadata), pool);
     // Someone else's Deployment tells nothing about this pool's replicas.
