@@ -123,7 +123,11 @@ mod tests {
     /// A pod of the pool's Deployment as kwok and the kubelet report it, with everything the API
     /// server adds.
     fn pod(name: &str, ready: bool, waiting: Option<&str>) -> Pod {
-        let template = build::deployment(&pool(), 1).unwrap().spec.unwrap().template;
+        let template = build::deployment(&pool(), 1)
+            .unwrap()
+            .spec
+            .unwrap()
+            .template;
         let mut pod: Pod = serde_json::from_value(serde_json::json!({
             "metadata": {
                 "name": name, "namespace": "ns", "uid": format!("uid-{name}"),

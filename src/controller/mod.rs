@@ -23,6 +23,7 @@ pub mod validate;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -112,6 +113,10 @@ pub struct Context {
     pub ops: Arc<crate::ops::Ops>,
     /// When each pool's pods were last looked at (billing a pod that left between two looks).
     pub looks: Arc<accounting::Looks>,
+    /// Whether the pool watch may be behind: set by a watch error, cleared by the next event that
+    /// shows it current (a relist's end, a change delivered). Meanwhile the cached pool may be one
+    /// that was deleted or edited since, so each reconcile first checks it with a GET.
+    pub pool_watch_behind: AtomicBool,
 }
 
 impl Context {
@@ -136,6 +141,37 @@ impl Context {
         let _ = self.pods.wait_until_ready().await;
         let _ = self.deployments.wait_until_ready().await;
         let _ = self.services.wait_until_ready().await;
+    }
+
+    /// Whether the pool as cached is the pool as stored. Checked with a GET of its metadata only
+    /// when the cache could mislead: while the pool watch may be behind, and before children the
+    /// caches do not have are created. A pool deleted while its watch was down (or frozen) must
+    /// not get its children back: they would be recreated, pods and all, until the garbage
+    /// collector removed them once more.
+    async fn pool_is_current(&self, pool: &DeserializeGuard<InferencePool>) -> Result<bool, Error> {
+        let meta = pool.meta();
+        let (ns, name) = (
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        );
+        let creating = self.cached_deployment(ns, name).is_none()
+            || self
+                .cached_service(ns, &build::service_name(name))
+                .is_none();
+        if !creating && !self.pool_watch_behind.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let api: Api<PartialObjectMeta<InferencePool>> = Api::namespaced(self.client.clone(), ns);
+        let stored = api
+            .get_metadata_opt(name)
+            .await
+            .map_err(|source| Error::Read {
+                what: "pool",
+                source,
+            })?;
+        Ok(stored.is_some_and(|s| {
+            s.metadata.uid == meta.uid && s.metadata.generation == meta.generation
+        }))
     }
 
     /// Drops what is kept for a pool that no longer exists.
@@ -513,6 +549,7 @@ async fn run_controller(
         failures: Failures::default(),
         ops: opts.ops.clone(),
         looks: Arc::new(accounting::Looks::default()),
+        pool_watch_behind: AtomicBool::new(false),
     });
     let (pool_store, pool_writer) = reflector::store();
     let forget = ctx.clone();
@@ -523,10 +560,19 @@ async fn run_controller(
     .default_backoff()
     .modify(cache::trim_pool)
     .reflect(pool_writer)
-    .inspect(move |event| {
-        if let Ok(watcher::Event::Delete(pool)) = event {
-            forget.forget_pool(&pool_key(pool));
+    .inspect(move |event| match event {
+        Err(e) => {
+            warn!(error = %e, "the pool watch failed; checking each pool with the API server until it recovers");
+            forget.pool_watch_behind.store(true, Ordering::Relaxed);
         }
+        Ok(watcher::Event::Delete(pool)) => {
+            forget.forget_pool(&pool_key(pool));
+            forget.pool_watch_behind.store(false, Ordering::Relaxed);
+        }
+        Ok(watcher::Event::Apply(_) | watcher::Event::InitDone) => {
+            forget.pool_watch_behind.store(false, Ordering::Relaxed)
+        }
+        Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
     })
     .applied_objects()
     .predicate_filter(
@@ -543,6 +589,11 @@ async fn run_controller(
         let ops = ops.clone();
         async move {
             ctx.caches_ready().await;
+            if !ctx.pool_is_current(&pool).await? {
+                // Deleted or changed since the cache saw it: the watch brings the news shortly.
+                tracing::debug!(pool = %pool_key(&pool).1, "the cached pool is stale; waiting for the watch");
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
             let started = std::time::Instant::now();
             let key = pool_key(&pool);
             let result = reconcile(pool, ctx.clone()).await;

@@ -193,6 +193,12 @@ impl Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Whether the process is still running (it has not exited).
+    #[allow(dead_code)]
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
 }
 
 impl Drop for Operator {
