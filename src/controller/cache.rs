@@ -3,11 +3,19 @@
 //! Deployment's pod template. Each function below keeps exactly the fields the controller reads
 //! (its tests run the readers on a full and a trimmed object and compare), so a reader of a new
 //! field must add it here.
+//!
+//! [`Applied`] remembers what was last applied to each child, so that an apply that would change
+//! nothing is not sent: at a thousand pools, two no-op server-side applies per pool per interval
+//! were most of the operator's API traffic.
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodCondition, PodSpec, PodStatus, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
 
 use crate::api::InferencePool;
 
@@ -101,6 +109,84 @@ pub fn trim_deployment(d: &mut Deployment) {
 /// A Service is cached as metadata only; it keeps its owner for the ownership check.
 pub fn trim_service(s: &mut PartialObjectMeta<Service>) {
     s.metadata = trim_meta(std::mem::take(&mut s.metadata), true, false);
+}
+
+/// A pool's child: namespace, pool name, kind.
+type ChildKey = (String, String, &'static str);
+
+/// What this process last applied to each child (a digest of the object sent) and the
+/// resourceVersion the API server answered with. While the cache shows that very version (nobody
+/// has written the child since) and the object to apply is the same, the apply is skipped: it
+/// would change nothing. Any other writer (kubectl scale, an edit, the Deployment controller's
+/// status) moves the version and the next reconcile applies again; so does a new process.
+#[derive(Default)]
+pub struct Applied(Mutex<HashMap<ChildKey, (u64, String)>>);
+
+impl Applied {
+    fn key(namespace: &str, pool: &str, kind: &'static str) -> ChildKey {
+        (namespace.to_string(), pool.to_string(), kind)
+    }
+
+    fn digest(body: &serde_json::Value) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        body.to_string().hash(&mut h);
+        h.finish()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ChildKey, (u64, String)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether applying `body` to the child the cache shows at `seen_version` would change nothing.
+    pub fn unchanged(
+        &self,
+        namespace: &str,
+        pool: &str,
+        kind: &'static str,
+        body: &serde_json::Value,
+        seen_version: Option<&str>,
+    ) -> bool {
+        let Some(seen) = seen_version else {
+            return false;
+        };
+        self.lock()
+            .get(&Self::key(namespace, pool, kind))
+            .is_some_and(|(digest, version)| *digest == Self::digest(body) && version == seen)
+    }
+
+    /// Records a successful apply of `body`, answered at `version`.
+    pub fn record(
+        &self,
+        namespace: &str,
+        pool: &str,
+        kind: &'static str,
+        body: &serde_json::Value,
+        version: Option<String>,
+    ) {
+        let key = Self::key(namespace, pool, kind);
+        match version {
+            Some(v) => {
+                self.lock().insert(key, (Self::digest(body), v));
+            }
+            None => {
+                self.lock().remove(&key);
+            }
+        }
+    }
+
+    /// Forgets a pool that no longer exists.
+    pub fn forget(&self, namespace: &str, pool: &str) {
+        self.lock()
+            .retain(|(ns, name, _), _| !(ns == namespace && name == pool));
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[cfg(test)]
@@ -250,6 +336,29 @@ mod tests {
         assert_eq!(trim.spec.as_ref().unwrap().replicas, Some(3));
         assert!(trim.spec.unwrap().template.spec.is_none());
         assert!(trim.metadata.managed_fields.is_none());
+    }
+
+    #[test]
+    fn an_apply_is_skipped_only_while_nothing_has_changed_on_either_side() {
+        let applied = Applied::default();
+        let body = serde_json::json!({"spec": {"replicas": 2}});
+        // Never applied by this process: apply.
+        assert!(!applied.unchanged("ns", "p", "Deployment", &body, Some("10")));
+        applied.record("ns", "p", "Deployment", &body, Some("11".into()));
+        // The cache shows the version our apply produced and we would send the same: skip.
+        assert!(applied.unchanged("ns", "p", "Deployment", &body, Some("11")));
+        // Someone wrote the object since (kubectl scale, its status): apply again.
+        assert!(!applied.unchanged("ns", "p", "Deployment", &body, Some("12")));
+        // We would send something else (a new replica count): apply.
+        let scaled = serde_json::json!({"spec": {"replicas": 3}});
+        assert!(!applied.unchanged("ns", "p", "Deployment", &scaled, Some("11")));
+        // The cache has no object (deleted): apply.
+        assert!(!applied.unchanged("ns", "p", "Deployment", &body, None));
+        assert!(!applied.unchanged("ns", "p", "Service", &body, Some("11")));
+        applied.record("ns", "p", "Service", &body, Some("5".into()));
+        applied.record("ns", "q", "Service", &body, Some("5".into()));
+        applied.forget("ns", "p");
+        assert_eq!(applied.len(), 1);
     }
 
     #[test]

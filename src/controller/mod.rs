@@ -113,6 +113,8 @@ pub struct Context {
     pub ops: Arc<crate::ops::Ops>,
     /// When each pool's pods were last looked at (billing a pod that left between two looks).
     pub looks: Arc<accounting::Looks>,
+    /// What was last applied to each child, so an apply that would change nothing is skipped.
+    pub applied: cache::Applied,
     /// Whether the pool watch may be behind: set by a watch error, cleared by the next event that
     /// shows it current (a relist's end, a change delivered). Meanwhile the cached pool may be one
     /// that was deleted or edited since, so each reconcile first checks it with a GET.
@@ -179,6 +181,7 @@ impl Context {
         self.failures.reset(key);
         self.ops.metrics.forget_pool(&key.0, &key.1);
         self.looks.forget(key);
+        self.applied.forget(&key.0, &key.1);
     }
 }
 
@@ -549,6 +552,7 @@ async fn run_controller(
         failures: Failures::default(),
         ops: opts.ops.clone(),
         looks: Arc::new(accounting::Looks::default()),
+        applied: cache::Applied::default(),
         pool_watch_behind: AtomicBool::new(false),
     });
     let (pool_store, pool_writer) = reflector::store();

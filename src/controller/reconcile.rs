@@ -123,6 +123,8 @@ struct Children {
     deployment: Option<Deployment>,
     deployment_ownership: Ownership,
     service_ownership: Ownership,
+    /// The Service's resourceVersion as read (for skipping an apply that changes nothing).
+    service_version: Option<String>,
 }
 
 async fn read_children(ctx: &Context, pool: &InferencePool) -> Result<Children, Error> {
@@ -159,6 +161,7 @@ async fn read_children(ctx: &Context, pool: &InferencePool) -> Result<Children, 
         deployment,
         deployment_ownership,
         service_ownership,
+        service_version: service.and_then(|s| s.metadata.resource_version),
     })
 }
 
@@ -201,14 +204,21 @@ async fn apply_children(
         )),
         _ => {
             let deployment = build::deployment(pool, desired).map_err(build_failure)?;
-            Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
-                .patch(
-                    &pool.name_any(),
-                    &params,
-                    &Patch::Apply(build::with_type_meta(&deployment)),
-                )
-                .await
-                .map_err(|e| apply_failure("DeploymentRefused", "Deployment", e))?;
+            let body = build::with_type_meta(&deployment);
+            let seen = children.deployment.as_ref();
+            let seen = seen.and_then(|d| d.metadata.resource_version.as_deref());
+            if !ctx
+                .applied
+                .unchanged(&ns, &pool.name_any(), "Deployment", &body, seen)
+            {
+                let written = Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
+                    .patch(&pool.name_any(), &params, &Patch::Apply(&body))
+                    .await
+                    .map_err(|e| apply_failure("DeploymentRefused", "Deployment", e))?;
+                let version = written.metadata.resource_version;
+                ctx.applied
+                    .record(&ns, &pool.name_any(), "Deployment", &body, version);
+            }
         }
     }
     match &children.service_ownership {
@@ -218,14 +228,24 @@ async fn apply_children(
         )),
         _ => {
             let service = build::service(pool).map_err(build_failure)?;
-            Api::<Service>::namespaced(ctx.client.clone(), &ns)
-                .patch(
-                    &build::service_name(&pool.name_any()),
-                    &params,
-                    &Patch::Apply(build::with_type_meta(&service)),
-                )
-                .await
-                .map_err(|e| apply_failure("ServiceRefused", "Service", e))?;
+            let body = build::with_type_meta(&service);
+            let seen = children.service_version.as_deref();
+            if !ctx
+                .applied
+                .unchanged(&ns, &pool.name_any(), "Service", &body, seen)
+            {
+                let written = Api::<Service>::namespaced(ctx.client.clone(), &ns)
+                    .patch(
+                        &build::service_name(&pool.name_any()),
+                        &params,
+                        &Patch::Apply(&body),
+                    )
+                    .await
+                    .map_err(|e| apply_failure("ServiceRefused", "Service", e))?;
+                let version = written.metadata.resource_version;
+                ctx.applied
+                    .record(&ns, &pool.name_any(), "Service", &body, version);
+            }
         }
     }
     if conflicts.is_empty() {
