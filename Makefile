@@ -36,7 +36,7 @@ cluster-down:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
-	cargo clippy --test faults -- -D warnings
+	cargo clippy --test faults --bench fleet -- -D warnings
 
 ## Everything CI runs: formatting, lint, unit tests, then every test against a real control plane
 ## that this target starts and stops itself, then the control-plane faults on a cluster of their
@@ -69,6 +69,24 @@ test-faults:
 	echo "--- measured (full output in $$log):"; \
 	grep -oE '(RECOVERY|MONEY|AUDIT|EVENTS) .*' "$$log" || true; \
 	exit $$status
+
+## What a fleet costs (not part of `make test`): POOLS pools (default 1,000) × 2 pods with metrics
+## from vllm-sim, 15 s interval, the release build, on a cluster of its own (audit log of every
+## request, a /16 Service range, nodes for the pods). Prints the operator's RSS, CPU, API requests
+## per second by verb, status writes per second and what they changed, and load-step lags; keeps
+## them in target/bench-fleet/. Stops any cluster in $(CLUSTER_DIR) first. 30-60 minutes on 2 cores.
+POOLS ?= 1000
+bench-fleet:
+	cargo build --release --bins
+	@set -euo pipefail; \
+	trap 'tools/cluster.sh down' EXIT; \
+	tools/cluster.sh down; \
+	nodes=$$(( (2 * $(POOLS) + 99) / 100 + 1 )); \
+	CROSSOVER_AUDIT=all CROSSOVER_GPU_NODES=$$nodes CROSSOVER_GPUS_PER_NODE=100 \
+	  CROSSOVER_PODS_PER_NODE=110 CROSSOVER_NODE_CPU=256 tools/cluster.sh up; \
+	PATH="$$(tools/build.sh 2>/dev/null | tail -n 1):$$PATH" cargo bench --bench fleet -- \
+	  --pools $(POOLS) --operator target/release/crossover --sim target/release/vllm-sim \
+	  --cluster-dir $(CLUSTER_DIR)
 
 ## A local cluster, the operator, the example pools and the `kubectl get inferencepools` table.
 demo:
