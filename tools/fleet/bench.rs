@@ -326,6 +326,17 @@ async fn main() -> anyhow::Result<()> {
         apply.stdin.take().map(|mut i| i.write_all(&crd.stdout));
     }
     anyhow::ensure!(apply.wait()?.success(), "the CRD did not apply");
+    let established = Command::new("kubectl")
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap_or_default()])
+        .args([
+            "wait",
+            "--for=condition=Established",
+            "crd/inferencepools.crossover.dev",
+            "--timeout=60s",
+        ])
+        .stdout(Stdio::null())
+        .status()?;
+    anyhow::ensure!(established.success(), "the CRD is not Established");
     let ns: Namespace =
         serde_json::from_value(serde_json::json!({"metadata": {"name": NAMESPACE}}))?;
     let _ = Api::<Namespace>::all(client.clone())
