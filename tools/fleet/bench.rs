@@ -265,6 +265,8 @@ fn changed_fields(log: &PathBuf, from: DateTime<Utc>, to: DateTime<Utc>) -> BTre
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let mut by = BTreeMap::new();
     for line in text.lines().filter(|l| l.contains("writing status")) {
+        let line = strip_ansi(line);
+        let line = line.as_str();
         let Some(at) = line
             .split_whitespace()
             .next()
@@ -291,6 +293,24 @@ fn changed_fields(log: &PathBuf, from: DateTime<Utc>, to: DateTime<Utc>) -> BTre
         *by.entry(key).or_insert(0) += 1;
     }
     by
+}
+
+/// The line without terminal colour codes (the operator colours its log even into a file).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 async fn replicas(deployments: &Api<Deployment>, name: &str) -> Option<i32> {
@@ -379,8 +399,8 @@ async fn main() -> anyhow::Result<()> {
                 "RUST_LOG",
                 "info,kube=warn,crossover::controller::reconcile=debug",
             )
-            .stdout(std::fs::File::create(&op_log)?)
-            .stderr(std::fs::File::create(args.out.join("operator.stderr"))?)
+            .stdout(std::fs::File::create(args.out.join("operator.stdout"))?)
+            .stderr(std::fs::File::create(&op_log)?)
             .spawn()?,
     );
     let pid = operator.0.id();
