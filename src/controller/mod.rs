@@ -4,8 +4,8 @@
 //! modules beside it.
 //!
 //! At fleet scale (a thousand pools) the costs are set here: reconciles run at most
-//! `concurrency` at a time; each pool comes back once per interval at a phase of its own, so the
-//! fleet does not reconcile in a herd; children are read from watch caches that keep only the
+//! `concurrency` at a time; each pool's first requeue in a term is spread over the interval and
+//! later ones keep it there, so the fleet does not reconcile in a herd; children are read from watch caches that keep only the
 //! fields read ([`cache`]); the operator's own status writes trigger nothing (a predicate on what
 //! a person or the scale subresource changes); and what is kept per pool goes when the pool does.
 
@@ -115,6 +115,8 @@ pub struct Context {
     pub looks: Arc<accounting::Looks>,
     /// What was last applied to each child, so an apply that would change nothing is skipped.
     pub applied: cache::Applied,
+    /// Pools reconciled in this leadership term (their first requeue spreads them).
+    pub seen: Mutex<std::collections::HashSet<PoolKey>>,
     /// Whether the pool watch may be behind: set by a watch error, cleared by the next event that
     /// shows it current (a relist's end, a change delivered). Meanwhile the cached pool may be one
     /// that was deleted or edited since, so each reconcile first checks it with a GET.
@@ -176,9 +178,27 @@ impl Context {
         }))
     }
 
+    /// When `pool` should come back after a reconcile that went through ([`requeue_delay`]).
+    pub fn next_reconcile(&self, pool: &InferencePool, interval: Duration) -> Duration {
+        let key = (
+            pool.metadata.namespace.clone().unwrap_or_default(),
+            pool.metadata.name.clone().unwrap_or_default(),
+        );
+        let first = self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        requeue_delay(interval, first, random_fraction())
+    }
+
     /// Drops what is kept for a pool that no longer exists.
     fn forget_pool(&self, key: &PoolKey) {
         self.failures.reset(key);
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         self.ops.metrics.forget_pool(&key.0, &key.1);
         self.looks.forget(key);
         self.applied.forget(&key.0, &key.1);
@@ -227,27 +247,19 @@ pub(crate) fn random_fraction() -> f64 {
     (r % 1_000_000) as f64 / 1_000_000.0
 }
 
-/// Share of the phase error corrected per interval (see [`next_reconcile`]).
-const PHASE_PULL: f64 = 0.2;
-
-/// When a pool that just reconciled should come back: one interval, nudged towards a phase of its
-/// own (from a hash of its uid) within the interval. Pools that started together (an operator
-/// start, a failover) thus spread evenly over the interval within a few intervals, instead of
-/// scraping, writing and allocating in one herd; once spread, each comes back every interval
-/// exactly. The delay stays within ±10 % of the interval: never so early that the reading is
-/// refused as too soon, never more than a tenth late.
-pub fn next_reconcile(interval: Duration, pool_uid: &str, now: DateTime<Utc>) -> Duration {
-    let interval_ms = interval.as_millis().max(1) as i64;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    pool_uid.hash(&mut hasher);
-    let phase_ms = (hasher.finish() % interval_ms as u64) as i64;
-    // How far past its phase the pool is now, in (-interval/2, interval/2].
-    let mut late_ms = (now.timestamp_millis() - phase_ms).rem_euclid(interval_ms);
-    if late_ms > interval_ms / 2 {
-        late_ms -= interval_ms;
+/// When a pool that just reconciled should come back. The first time in a leadership term,
+/// after a random share (`fraction`, 0 to 1) of 10 % to 100 % of its interval; then exactly one
+/// interval. Pools start together when the operator starts, after a failover, or when many are
+/// applied at once; the first requeue spreads them evenly over the interval instead of scraping,
+/// writing and allocating in one herd every interval, and the exact interval afterwards keeps
+/// them spread with the even cadence that rates and money assume (no reading is more than one
+/// interval after the last).
+pub fn requeue_delay(interval: Duration, first: bool, fraction: f64) -> Duration {
+    if first {
+        interval.mul_f64(0.1 + 0.9 * fraction.clamp(0.0, 1.0))
+    } else {
+        interval
     }
-    let delay_ms = interval_ms as f64 - PHASE_PULL * late_ms as f64;
-    Duration::from_millis(delay_ms.max(0.0) as u64)
 }
 
 fn pool_key(pool: &DeserializeGuard<InferencePool>) -> PoolKey {
@@ -553,6 +565,7 @@ async fn run_controller(
         ops: opts.ops.clone(),
         looks: Arc::new(accounting::Looks::default()),
         applied: cache::Applied::default(),
+        seen: Mutex::default(),
         pool_watch_behind: AtomicBool::new(false),
     });
     let (pool_store, pool_writer) = reflector::store();
@@ -656,51 +669,43 @@ mod tests {
         }
     }
 
-    /// Simulates `n` pools reconciled back to back at `start` for `rounds` intervals and returns
-    /// the largest share of them that falls in any tenth of the interval in the last round.
+    /// `n` pools reconciled together at t = 0, then `rounds` more times: the largest share of
+    /// them that falls in any tenth of the interval in the last round.
     fn herd_after(n: usize, rounds: usize) -> f64 {
         let interval = Duration::from_secs(15);
-        let start: DateTime<Utc> = "2026-12-01T10:00:00Z".parse().unwrap();
-        let mut at: Vec<DateTime<Utc>> = vec![start; n];
-        for _ in 0..rounds {
-            for (i, t) in at.iter_mut().enumerate() {
-                *t += chrono::Duration::from_std(next_reconcile(interval, &format!("uid-{i}"), *t))
-                    .unwrap();
-            }
-        }
         let mut bins = [0usize; 10];
-        for t in &at {
-            let ms = t.timestamp_millis().rem_euclid(15_000);
+        for i in 0..n {
+            let mut t = Duration::ZERO;
+            for round in 0..rounds {
+                // A deterministic spread of fractions stands in for the random one.
+                let fraction = (i as f64 + 0.5) / n as f64;
+                t += requeue_delay(interval, round == 0, fraction);
+            }
+            let ms = t.as_millis() % 15_000;
             bins[(ms / 1_500) as usize] += 1;
         }
         *bins.iter().max().unwrap() as f64 / n as f64
     }
 
     #[test]
-    fn pools_that_start_together_spread_over_the_interval() {
-        // All in one tenth of the interval at first; after 20 intervals no tenth holds much more
-        // than its even share (10 %).
-        assert_eq!(herd_after(1000, 0), 1.0);
-        let herd = herd_after(1000, 20);
-        assert!(herd < 0.15, "{herd}");
+    fn pools_that_start_together_spread_over_the_interval_and_stay_spread() {
+        assert_eq!(herd_after(1000, 0), 1.0, "all at t = 0");
+        for rounds in [1, 2, 50] {
+            let herd = herd_after(1000, rounds);
+            assert!(herd <= 0.12, "{rounds} rounds: {herd}");
+        }
     }
 
     #[test]
-    fn a_pool_comes_back_within_a_tenth_of_its_interval_and_then_exactly_on_it() {
+    fn a_pool_comes_back_early_only_once_then_every_interval() {
         let interval = Duration::from_secs(15);
-        let mut t: DateTime<Utc> = "2026-12-01T10:00:03.217Z".parse().unwrap();
-        let mut last = Duration::ZERO;
-        for _ in 0..60 {
-            let d = next_reconcile(interval, "some-uid", t);
-            assert!(
-                d >= interval.mul_f64(0.9) && d <= interval.mul_f64(1.1),
-                "{d:?}"
-            );
-            t += chrono::Duration::from_std(d).unwrap();
-            last = d;
-        }
-        let off = last.as_millis() as i64 - 15_000;
-        assert!(off.abs() <= 2, "settled on its phase: {off} ms off");
+        assert_eq!(
+            requeue_delay(interval, true, 0.0),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(requeue_delay(interval, true, 1.0), interval);
+        assert_eq!(requeue_delay(interval, true, 7.0), interval, "clamped");
+        assert_eq!(requeue_delay(interval, false, 0.3), interval);
     }
 
     #[test]

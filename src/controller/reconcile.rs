@@ -109,11 +109,9 @@ pub async fn reconcile(
         .await;
     }
     match applied {
-        Ok(()) | Err(Failure { error: None, .. }) => Ok(Action::requeue(super::next_reconcile(
-            interval,
-            pool.metadata.uid.as_deref().unwrap_or_default(),
-            now,
-        ))),
+        Ok(()) | Err(Failure { error: None, .. }) => {
+            Ok(Action::requeue(ctx.next_reconcile(pool, interval)))
+        }
         Err(Failure { error: Some(e), .. }) => Err(e),
     }
 }
