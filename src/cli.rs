@@ -138,6 +138,15 @@ pub struct RunArgs {
         default_value_t = 32
     )]
     pub max_concurrent_reconciles: u16,
+    /// Longest a status change that can wait (rates, month-to-date dollars, counter baselines,
+    /// demand history) is held in memory before it is written; changes of replicas, conditions,
+    /// verdicts and counted pods are written at once. 0 writes every change.
+    #[arg(
+        long,
+        env = "CROSSOVER_STATUS_CHECKPOINT_SECONDS",
+        default_value_t = 300
+    )]
+    pub status_checkpoint_seconds: u64,
 }
 
 /// The Lease this replica runs for, from the flags.
@@ -269,6 +278,7 @@ fn run(args: RunArgs) -> ExitCode {
             leader,
             identity,
             concurrency: args.max_concurrent_reconciles,
+            status_checkpoint: std::time::Duration::from_secs(args.status_checkpoint_seconds),
             ops,
         };
         crate::controller::run(config, opts).await

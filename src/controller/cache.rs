@@ -46,10 +46,14 @@ fn trim_meta(meta: ObjectMeta, owners: bool, annotations: bool) -> ObjectMeta {
     }
 }
 
-/// A pool keeps everything but its managed fields and kubectl's copy of itself.
+/// A pool keeps everything but its managed fields, kubectl's copy of itself and its status:
+/// the newest status is kept once, by the reconciler (`checkpoint::Statuses`).
 pub fn trim_pool(pool: &mut DeserializeGuard<InferencePool>) {
     let meta = match &mut pool.0 {
-        Ok(p) => &mut p.metadata,
+        Ok(p) => {
+            p.status = None;
+            &mut p.metadata
+        }
         Err(invalid) => &mut invalid.metadata,
     };
     *meta = trim_meta(std::mem::take(meta), true, true);

@@ -12,6 +12,7 @@
 pub mod accounting;
 pub mod build;
 pub mod cache;
+pub mod checkpoint;
 pub mod crd;
 pub mod decide;
 pub mod gate;
@@ -121,6 +122,10 @@ pub struct Context {
     /// shows it current (a relist's end, a change delivered). Meanwhile the cached pool may be one
     /// that was deleted or edited since, so each reconcile first checks it with a GET.
     pub pool_watch_behind: AtomicBool,
+    /// Each pool's newest status, written or held until it must be written ([`checkpoint`]).
+    pub statuses: checkpoint::Statuses,
+    /// Longest a changed status waits to be written when nothing that must go at once changed.
+    pub status_checkpoint: Duration,
 }
 
 impl Context {
@@ -202,6 +207,36 @@ impl Context {
         self.ops.metrics.forget_pool(&key.0, &key.1);
         self.looks.forget(key);
         self.applied.forget(&key.0, &key.1);
+        self.statuses.forget(key);
+    }
+
+    /// The pool with its newest status, and what this term last wrote of it: as this term last
+    /// computed it, or as stored on the pool's first reconcile in the term (the pool watch keeps
+    /// no status).
+    pub async fn with_newest_status(
+        &self,
+        pools: &Api<InferencePool>,
+        pool: &InferencePool,
+    ) -> Result<(InferencePool, Option<checkpoint::Written>), Error> {
+        let mut pool = pool.clone();
+        let uid = pool.metadata.uid.clone();
+        let key = (
+            pool.metadata.namespace.clone().unwrap_or_default(),
+            pool.metadata.name.clone().unwrap_or_default(),
+        );
+        if let Some((status, written)) = self.statuses.latest(&key, uid.as_deref()) {
+            pool.status = Some(status);
+            return Ok((pool, written));
+        }
+        let stored = pools
+            .get_status(&key.1)
+            .await
+            .map_err(|source| Error::Read {
+                what: "pool status",
+                source,
+            })?;
+        pool.status = stored.status.filter(|_| stored.metadata.uid == uid);
+        Ok((pool, None))
     }
 }
 
@@ -332,6 +367,8 @@ pub struct RunOptions {
     pub identity: String,
     /// Most reconciles running at once.
     pub concurrency: u16,
+    /// Longest a status change that can wait is held before it is written ([`checkpoint`]).
+    pub status_checkpoint: Duration,
     /// Readiness and metrics, served by `crate::ops`.
     pub ops: Arc<crate::ops::Ops>,
     /// How metrics are read (source namespace, address policy).
@@ -567,6 +604,8 @@ async fn run_controller(
         applied: cache::Applied::default(),
         seen: Mutex::default(),
         pool_watch_behind: AtomicBool::new(false),
+        statuses: checkpoint::Statuses::default(),
+        status_checkpoint: opts.status_checkpoint,
     });
     let (pool_store, pool_writer) = reflector::store();
     let forget = ctx.clone();

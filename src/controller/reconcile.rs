@@ -21,7 +21,7 @@ use super::build::{self, Ownership};
 use super::decide::Note;
 use super::observe::Outcome;
 use super::status::{self, ConditionUpdate};
-use super::{Context, Error, decide, validate};
+use super::{Context, Error, checkpoint, decide, validate};
 use crate::api::{FIELD_MANAGER, InferencePool, InferencePoolStatus, from_time};
 
 pub async fn reconcile(
@@ -35,6 +35,8 @@ pub async fn reconcile(
     let now = (ctx.clock)();
     let pools: Api<InferencePool> =
         Api::namespaced(ctx.client.clone(), &pool.namespace().unwrap_or_default());
+    let (pool, written) = ctx.with_newest_status(&pools, pool).await?;
+    let pool = &pool;
     if let Err(invalid) = validate::validate(pool) {
         return invalid_spec(&ctx, &pools, pool, &invalid.0, now).await;
     }
@@ -87,10 +89,7 @@ pub async fn reconcile(
         pool.metadata.generation,
         now,
     );
-    if next != prev {
-        tracing::debug!(pool = %pool.name_any(), changed = ?changed_fields(&prev, &next), "writing status");
-        write_status_or_say_why(&ctx, &pools, pool, &next, now).await?;
-    }
+    keep_or_write_status(&ctx, &pools, pool, written, &prev, &next, now).await?;
     ctx.ops.metrics.observe_pool(
         &pool.namespace().unwrap_or_default(),
         &pool.name_any(),
@@ -321,6 +320,35 @@ fn failure_note(prev: &InferencePoolStatus, next: &ConditionUpdate) -> Option<No
     })
 }
 
+/// Keeps `next` as the pool's newest status, and writes it when [`checkpoint::write_due`] says
+/// so. Kept first: a failed write is retried from the newest state, never from an older one.
+async fn keep_or_write_status(
+    ctx: &Context,
+    pools: &Api<InferencePool>,
+    pool: &InferencePool,
+    written: Option<checkpoint::Written>,
+    prev: &InferencePoolStatus,
+    next: &InferencePoolStatus,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Error> {
+    let key = (pool.namespace().unwrap_or_default(), pool.name_any());
+    let due = checkpoint::write_due(written.as_ref(), prev, next, now, ctx.status_checkpoint);
+    ctx.statuses
+        .keep(key.clone(), pool.uid(), next.clone(), None);
+    if !due {
+        return Ok(());
+    }
+    tracing::debug!(pool = %pool.name_any(), changed = ?changed_fields(prev, next), "writing status");
+    write_status_or_say_why(ctx, pools, pool, next, now).await?;
+    let written = checkpoint::Written {
+        settled_digest: checkpoint::settled_digest(next),
+        at: now,
+    };
+    ctx.statuses
+        .keep(key, pool.uid(), next.clone(), Some(written));
+    Ok(())
+}
+
 /// Writes the status; when the API server refuses it (too large, invalid), records why in the
 /// Reconciled condition alone, and a Warning Event, so the failure is never only in a log line.
 async fn write_status_or_say_why(
@@ -428,6 +456,16 @@ async fn invalid_spec(
         )
         .await;
         write_status(pools, &pool.name_any(), &s).await?;
+        let written = checkpoint::Written {
+            settled_digest: checkpoint::settled_digest(&s),
+            at: now,
+        };
+        ctx.statuses.keep(
+            (pool.namespace().unwrap_or_default(), pool.name_any()),
+            pool.uid(),
+            s,
+            Some(written),
+        );
     }
     // Retrying cannot fix a spec: wait for the next edit.
     Ok(Action::await_change())

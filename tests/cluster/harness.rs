@@ -176,6 +176,9 @@ impl Operator {
                 "RUST_LOG",
                 "info,kube=warn,crossover::controller::reconcile=debug",
             )
+            // Every status change written at once, so tests read what the operator computed;
+            // a test of the checkpoint itself sets its own.
+            .env("CROSSOVER_STATUS_CHECKPOINT_SECONDS", "0")
             .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
