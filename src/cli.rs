@@ -108,7 +108,11 @@ pub struct RunArgs {
     /// "default"). Not the watched namespace: its tenants could squat a Lease there.
     #[arg(long, env = "CROSSOVER_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
-    /// A leader that has not renewed for this long loses the Lease to a standby.
+    /// Name of the Lease (default: crossover-leader, or crossover-leader-NAMESPACE with
+    /// --namespace). Installs that must share one writer use the same name and namespace.
+    #[arg(long, env = "CROSSOVER_LEASE_NAME")]
+    pub lease_name: Option<String>,
+    /// A standby takes the Lease over once it has not seen it change for this long.
     #[arg(long, env = "CROSSOVER_LEASE_DURATION_SECONDS", default_value_t = 15)]
     pub lease_duration_seconds: u64,
     /// Namespace of the Secrets and ConfigMaps that PrometheusSources name (default:
@@ -119,6 +123,67 @@ pub struct RunArgs {
     /// fd00:ec2::254, 100.100.100.200), refused by default.
     #[arg(long, env = "CROSSOVER_ALLOW_LINK_LOCAL_METRICS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_link_local_metrics: bool,
+    /// The leader stops writing when it has not renewed for this long; below the lease duration
+    /// (default: two thirds of it, 10 s of 15 s as client-go).
+    #[arg(long, env = "CROSSOVER_LEASE_RENEW_DEADLINE_SECONDS")]
+    pub lease_renew_deadline_seconds: Option<f64>,
+    /// Between two tries to renew or acquire the Lease (default: 2/15 of the lease duration, 2 s
+    /// of 15 s as client-go).
+    #[arg(long, env = "CROSSOVER_LEASE_RETRY_PERIOD_SECONDS")]
+    pub lease_retry_period_seconds: Option<f64>,
+    /// Most pool reconciles running at once.
+    #[arg(
+        long,
+        env = "CROSSOVER_MAX_CONCURRENT_RECONCILES",
+        default_value_t = 32
+    )]
+    pub max_concurrent_reconciles: u16,
+    /// Longest a status change that can wait (rates, month-to-date dollars, counter baselines,
+    /// demand history) is held in memory before it is written; changes of replicas, conditions,
+    /// verdicts and counted pods are written at once. 0 writes every change.
+    #[arg(
+        long,
+        env = "CROSSOVER_STATUS_CHECKPOINT_SECONDS",
+        default_value_t = 300
+    )]
+    pub status_checkpoint_seconds: u64,
+}
+
+/// The Lease this replica runs for, from the flags.
+fn lease_config(args: &RunArgs, identity: &str) -> crate::controller::leader::LeaseConfig {
+    let namespace = args
+        .lease_namespace
+        .clone()
+        .or_else(|| {
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .or_else(|| args.namespace.clone())
+        .unwrap_or_else(|| "default".to_string());
+    let duration = std::time::Duration::from_secs(args.lease_duration_seconds.max(1));
+    let seconds = |s: f64| std::time::Duration::from_secs_f64(s.max(0.0));
+    crate::controller::leader::LeaseConfig {
+        namespace,
+        // One leader per scope by default: all namespaces, or the one watched.
+        name: args
+            .lease_name
+            .clone()
+            .unwrap_or_else(|| match &args.namespace {
+                Some(ns) => format!("crossover-leader-{ns}"),
+                None => "crossover-leader".to_string(),
+            }),
+        identity: identity.to_string(),
+        duration,
+        renew_deadline: args
+            .lease_renew_deadline_seconds
+            .map(seconds)
+            .unwrap_or(duration * 2 / 3),
+        retry_period: args
+            .lease_retry_period_seconds
+            .map(seconds)
+            .unwrap_or(duration * 2 / 15),
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -190,29 +255,9 @@ fn run(args: RunArgs) -> ExitCode {
                 )
             })?;
         tracing::info!(address = %bound, "serving /healthz, /readyz and /metrics");
-        let client = kube::Client::try_default().await?;
-        let leader = args.leader_elect.then(|| {
-            let namespace = args
-                .lease_namespace
-                .clone()
-                .or_else(|| {
-                    std::env::var("POD_NAMESPACE")
-                        .ok()
-                        .filter(|s| !s.is_empty())
-                })
-                .or_else(|| args.namespace.clone())
-                .unwrap_or_else(|| "default".to_string());
-            crate::controller::leader::LeaseConfig {
-                namespace,
-                // One leader per scope: all namespaces, or the one watched.
-                name: match &args.namespace {
-                    Some(ns) => format!("crossover-leader-{ns}"),
-                    None => "crossover-leader".to_string(),
-                },
-                identity: identity(),
-                duration: std::time::Duration::from_secs(args.lease_duration_seconds.max(3)),
-            }
-        });
+        let config = kube::Config::infer().await?;
+        let identity = identity();
+        let leader = args.leader_elect.then(|| lease_config(&args, &identity));
         let observer = crate::controller::observe::ObserverOptions {
             source_namespace: args
                 .source_namespace
@@ -231,9 +276,12 @@ fn run(args: RunArgs) -> ExitCode {
             namespace: args.namespace,
             clock_offset: chrono::Duration::seconds(args.clock_offset_seconds),
             leader,
+            identity,
+            concurrency: args.max_concurrent_reconciles,
+            status_checkpoint: std::time::Duration::from_secs(args.status_checkpoint_seconds),
             ops,
         };
-        crate::controller::run(client, opts).await
+        crate::controller::run(config, opts).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

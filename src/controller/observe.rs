@@ -222,6 +222,7 @@ impl Observer {
             allow_link_local: options.allow_link_local,
             ca_pem: None,
             timeout: options.scrape_timeout.max(options.prometheus_timeout),
+            keep_alive: false,
         })
         // No CA and no custom roots: only the TLS backend itself could fail, at start-up.
         .expect("the metrics HTTP client builds");
@@ -711,6 +712,7 @@ impl Observer {
             allow_link_local: self.options.allow_link_local,
             ca_pem,
             timeout: self.options.prometheus_timeout,
+            keep_alive: true,
         })
         .map_err(|e| misconfigured("CAUnreadable", format!("PrometheusSource {name}: {e}")))?;
         Ok(Resolved {

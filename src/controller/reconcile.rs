@@ -21,7 +21,7 @@ use super::build::{self, Ownership};
 use super::decide::Note;
 use super::observe::Outcome;
 use super::status::{self, ConditionUpdate};
-use super::{Context, Error, decide, validate};
+use super::{Context, Error, checkpoint, decide, validate};
 use crate::api::{FIELD_MANAGER, InferencePool, InferencePoolStatus, from_time};
 
 pub async fn reconcile(
@@ -35,6 +35,8 @@ pub async fn reconcile(
     let now = (ctx.clock)();
     let pools: Api<InferencePool> =
         Api::namespaced(ctx.client.clone(), &pool.namespace().unwrap_or_default());
+    let (pool, written) = ctx.with_newest_status(&pools, pool).await?;
+    let pool = &pool;
     if let Err(invalid) = validate::validate(pool) {
         return invalid_spec(&ctx, &pools, pool, &invalid.0, now).await;
     }
@@ -87,10 +89,7 @@ pub async fn reconcile(
         pool.metadata.generation,
         now,
     );
-    if next != prev {
-        tracing::debug!(pool = %pool.name_any(), changed = ?changed_fields(&prev, &next), "writing status");
-        write_status_or_say_why(&ctx, &pools, pool, &next, now).await?;
-    }
+    keep_or_write_status(&ctx, &pools, pool, written, &prev, &next, now).await?;
     ctx.ops.metrics.observe_pool(
         &pool.namespace().unwrap_or_default(),
         &pool.name_any(),
@@ -109,7 +108,9 @@ pub async fn reconcile(
         .await;
     }
     match applied {
-        Ok(()) | Err(Failure { error: None, .. }) => Ok(Action::requeue(interval)),
+        Ok(()) | Err(Failure { error: None, .. }) => {
+            Ok(Action::requeue(ctx.next_reconcile(pool, interval)))
+        }
         Err(Failure { error: Some(e), .. }) => Err(e),
     }
 }
@@ -119,26 +120,36 @@ struct Children {
     deployment: Option<Deployment>,
     deployment_ownership: Ownership,
     service_ownership: Ownership,
+    /// The Service's resourceVersion as read (for skipping an apply that changes nothing).
+    service_version: Option<String>,
 }
 
 async fn read_children(ctx: &Context, pool: &InferencePool) -> Result<Children, Error> {
     let ns = pool.namespace().unwrap_or_default();
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let deployment = deployments
-        .get_opt(&pool.name_any())
-        .await
-        .map_err(|source| Error::Read {
-            what: "deployment",
-            source,
-        })?;
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-    let service: Option<PartialObjectMeta<Service>> = services
-        .get_metadata_opt(&build::service_name(&pool.name_any()))
-        .await
-        .map_err(|source| Error::Read {
-            what: "service",
-            source,
-        })?;
+    let name = pool.name_any();
+    let service_name = build::service_name(&name);
+    // The watch caches hold the pools' children (by label). One missing there is looked up: it
+    // may exist without our label (someone else's), which the ownership check must see.
+    let deployment = match ctx.cached_deployment(&ns, &name) {
+        Some(d) => Some(Deployment::clone(&d)),
+        None => Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(&name)
+            .await
+            .map_err(|source| Error::Read {
+                what: "deployment",
+                source,
+            })?,
+    };
+    let service: Option<PartialObjectMeta<Service>> = match ctx.cached_service(&ns, &service_name) {
+        Some(s) => Some(PartialObjectMeta::clone(&s)),
+        None => Api::<Service>::namespaced(ctx.client.clone(), &ns)
+            .get_metadata_opt(&service_name)
+            .await
+            .map_err(|source| Error::Read {
+                what: "service",
+                source,
+            })?,
+    };
     let deployment_ownership = build::ownership(deployment.as_ref().map(|d| &d.metadata), pool);
     let service_ownership = build::ownership(service.as_ref().map(|s| &s.metadata), pool);
     // Someone else's Deployment tells nothing about this pool's replicas.
@@ -147,6 +158,7 @@ async fn read_children(ctx: &Context, pool: &InferencePool) -> Result<Children, 
         deployment,
         deployment_ownership,
         service_ownership,
+        service_version: service.and_then(|s| s.metadata.resource_version),
     })
 }
 
@@ -189,14 +201,21 @@ async fn apply_children(
         )),
         _ => {
             let deployment = build::deployment(pool, desired).map_err(build_failure)?;
-            Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
-                .patch(
-                    &pool.name_any(),
-                    &params,
-                    &Patch::Apply(build::with_type_meta(&deployment)),
-                )
-                .await
-                .map_err(|e| apply_failure("DeploymentRefused", "Deployment", e))?;
+            let body = build::with_type_meta(&deployment);
+            let seen = children.deployment.as_ref();
+            let seen = seen.and_then(|d| d.metadata.resource_version.as_deref());
+            if !ctx
+                .applied
+                .unchanged(&ns, &pool.name_any(), "Deployment", &body, seen)
+            {
+                let written = Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
+                    .patch(&pool.name_any(), &params, &Patch::Apply(&body))
+                    .await
+                    .map_err(|e| apply_failure("DeploymentRefused", "Deployment", e))?;
+                let version = written.metadata.resource_version;
+                ctx.applied
+                    .record(&ns, &pool.name_any(), "Deployment", &body, version);
+            }
         }
     }
     match &children.service_ownership {
@@ -206,14 +225,24 @@ async fn apply_children(
         )),
         _ => {
             let service = build::service(pool).map_err(build_failure)?;
-            Api::<Service>::namespaced(ctx.client.clone(), &ns)
-                .patch(
-                    &build::service_name(&pool.name_any()),
-                    &params,
-                    &Patch::Apply(build::with_type_meta(&service)),
-                )
-                .await
-                .map_err(|e| apply_failure("ServiceRefused", "Service", e))?;
+            let body = build::with_type_meta(&service);
+            let seen = children.service_version.as_deref();
+            if !ctx
+                .applied
+                .unchanged(&ns, &pool.name_any(), "Service", &body, seen)
+            {
+                let written = Api::<Service>::namespaced(ctx.client.clone(), &ns)
+                    .patch(
+                        &build::service_name(&pool.name_any()),
+                        &params,
+                        &Patch::Apply(&body),
+                    )
+                    .await
+                    .map_err(|e| apply_failure("ServiceRefused", "Service", e))?;
+                let version = written.metadata.resource_version;
+                ctx.applied
+                    .record(&ns, &pool.name_any(), "Service", &body, version);
+            }
         }
     }
     if conflicts.is_empty() {
@@ -289,6 +318,35 @@ fn failure_note(prev: &InferencePoolStatus, next: &ConditionUpdate) -> Option<No
         },
         message: next.message.clone(),
     })
+}
+
+/// Keeps `next` as the pool's newest status, and writes it when [`checkpoint::write_due`] says
+/// so. Kept first: a failed write is retried from the newest state, never from an older one.
+async fn keep_or_write_status(
+    ctx: &Context,
+    pools: &Api<InferencePool>,
+    pool: &InferencePool,
+    written: Option<checkpoint::Written>,
+    prev: &InferencePoolStatus,
+    next: &InferencePoolStatus,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Error> {
+    let key = (pool.namespace().unwrap_or_default(), pool.name_any());
+    let due = checkpoint::write_due(written.as_ref(), prev, next, now, ctx.status_checkpoint);
+    ctx.statuses
+        .keep(key.clone(), pool.uid(), next.clone(), None);
+    if !due {
+        return Ok(());
+    }
+    tracing::debug!(pool = %pool.name_any(), changed = ?changed_fields(prev, next), "writing status");
+    write_status_or_say_why(ctx, pools, pool, next, now).await?;
+    let written = checkpoint::Written {
+        settled_digest: checkpoint::settled_digest(next),
+        at: now,
+    };
+    ctx.statuses
+        .keep(key, pool.uid(), next.clone(), Some(written));
+    Ok(())
 }
 
 /// Writes the status; when the API server refuses it (too large, invalid), records why in the
@@ -398,6 +456,16 @@ async fn invalid_spec(
         )
         .await;
         write_status(pools, &pool.name_any(), &s).await?;
+        let written = checkpoint::Written {
+            settled_digest: checkpoint::settled_digest(&s),
+            at: now,
+        };
+        ctx.statuses.keep(
+            (pool.namespace().unwrap_or_default(), pool.name_any()),
+            pool.uid(),
+            s,
+            Some(written),
+        );
     }
     // Retrying cannot fix a spec: wait for the next edit.
     Ok(Action::await_change())

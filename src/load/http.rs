@@ -28,6 +28,10 @@ pub struct ClientOptions {
     pub ca_pem: Option<Vec<u8>>,
     /// Total time of one request, body included.
     pub timeout: Duration,
+    /// Keep connections open between requests. Off for scraping: every pod is a host of its own,
+    /// so a keep-alive pool holds one connection per pod between scrapes (2,000 at a thousand
+    /// pools, most of the operator's memory) to save a TCP handshake.
+    pub keep_alive: bool,
 }
 
 /// Why a client could not be built.
@@ -47,6 +51,7 @@ pub fn client(opts: &ClientOptions) -> Result<reqwest::Client, ClientError> {
         .no_proxy()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(opts.timeout)
+        .pool_max_idle_per_host(if opts.keep_alive { usize::MAX } else { 0 })
         .dns_resolver(Arc::new(GuardedResolver {
             allow_link_local: opts.allow_link_local,
         }));

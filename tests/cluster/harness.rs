@@ -176,6 +176,9 @@ impl Operator {
                 "RUST_LOG",
                 "info,kube=warn,crossover::controller::reconcile=debug",
             )
+            // Every status change written at once, so tests read what the operator computed;
+            // a test of the checkpoint itself sets its own.
+            .env("CROSSOVER_STATUS_CHECKPOINT_SECONDS", "0")
             .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -192,6 +195,12 @@ impl Operator {
     pub fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Whether the process is still running (it has not exited).
+    #[allow(dead_code)]
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 }
 

@@ -3,6 +3,7 @@
 //! operator process, so they run in parallel.
 
 mod children;
+mod fleet;
 mod harness;
 mod helm;
 mod hostile;

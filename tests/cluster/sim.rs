@@ -17,6 +17,29 @@ pub struct Sim {
     last_load: std::sync::Mutex<Option<(String, f64, f64, f64)>>,
 }
 
+/// Which simulator (its control address) serves each pod IP, across the tests of this process.
+fn served() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, String>> {
+    static SERVED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, String>>,
+    > = std::sync::OnceLock::new();
+    SERVED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes `ip` for the simulator at `control`: a pod IP is unique among live pods, so another
+/// simulator still serving it serves a pod that is gone (kwok reuses freed IPs), and lets it go.
+async fn claim(http: &reqwest::Client, ip: &str, control: &str) {
+    let previous = served().insert(ip.to_string(), control.to_string());
+    if let Some(other) = previous.filter(|other| other != control) {
+        let _ = http
+            .delete(format!("http://{other}/pods/{ip}:8000"))
+            .send()
+            .await;
+    }
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -48,55 +71,71 @@ impl Sim {
         pool: &str,
         output_tokens_per_second: f64,
     ) -> Self {
-        let control = format!("127.0.0.1:{}", free_port());
         let pods = pod_ips(client, ns, pool).await;
         assert!(
             !pods.is_empty(),
             "start the simulator once the pool has pods"
         );
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vllm-sim"));
-        cmd.args([
-            "--control",
-            &control,
-            "--output-tokens-per-second",
-            &output_tokens_per_second.to_string(),
-        ]);
-        // Fast single streams: a load step shows in the counters within a fraction of a second.
-        cmd.args([
-            "--input-tokens-per-second",
-            "1000000",
-            "--per-request-output-tokens-per-second",
-            "1000",
-        ]);
-        for (_, ip) in &pods {
-            cmd.args(["--pod", &format!("{pool}={ip}:8000")]);
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start vllm-sim");
-        let sim = Self {
-            child,
-            control,
-            http: reqwest::Client::new(),
-            known: std::sync::Mutex::new(pods.into_iter().map(|(_, ip)| ip).collect()),
-            last_load: std::sync::Mutex::new(None),
-        };
-        crate::harness::eventually(
-            "vllm-sim control endpoint",
-            std::time::Duration::from_secs(10),
-            || async {
-                sim.http
+        let http = reqwest::Client::new();
+        let log = std::env::temp_dir().join(format!("crossover-vllm-sim-{ns}-{pool}.log"));
+        let mut why = String::new();
+        // A pick of free_port() can be taken before the simulator binds it, and kwok can give a
+        // pod the IP another test's pod had: each start that dies is retried once that is fixed.
+        for _attempt in 0..3 {
+            let control = format!("127.0.0.1:{}", free_port());
+            for (_, ip) in &pods {
+                claim(&http, ip, &control).await;
+            }
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_vllm-sim"));
+            cmd.args([
+                "--control",
+                &control,
+                "--output-tokens-per-second",
+                &output_tokens_per_second.to_string(),
+            ]);
+            // Fast single streams: a load step shows in the counters within a fraction of a second.
+            cmd.args([
+                "--input-tokens-per-second",
+                "1000000",
+                "--per-request-output-tokens-per-second",
+                "1000",
+            ]);
+            for (_, ip) in &pods {
+                cmd.args(["--pod", &format!("{pool}={ip}:8000")]);
+            }
+            let stderr = std::fs::File::create(&log).expect("vllm-sim log");
+            let child = cmd
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .expect("start vllm-sim");
+            let mut sim = Self {
+                child,
+                control,
+                http: http.clone(),
+                known: std::sync::Mutex::new(pods.iter().map(|(_, ip)| ip.clone()).collect()),
+                last_load: std::sync::Mutex::new(None),
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if sim
+                    .http
                     .get(format!("http://{}/health", sim.control))
                     .send()
                     .await
-                    .ok()
-                    .map(|_| ())
-            },
-        )
-        .await;
-        sim
+                    .is_ok()
+                {
+                    return sim;
+                }
+                if matches!(sim.child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            sim.stop();
+            why = std::fs::read_to_string(&log).unwrap_or_default();
+        }
+        panic!("vllm-sim did not start three times; its last words: {why}");
     }
 
     /// Serves pods the pool gained since the last call (the Deployment scaled up).
@@ -127,6 +166,7 @@ impl Sim {
         for ip in current {
             let new = self.known.lock().unwrap().insert(ip.clone());
             if new {
+                claim(&self.http, &ip, &self.control).await;
                 let _ = self
                     .http
                     .post(format!("http://{}/pods", self.control))
@@ -201,6 +241,7 @@ impl Sim {
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        served().retain(|_, control| *control != self.control);
     }
 }
 
