@@ -75,9 +75,12 @@ test-faults:
 ## request, a /16 Service range, nodes for the pods). Prints the operator's RSS, CPU, API requests
 ## per second by verb, status writes per second and what they changed, and load-step lags; keeps
 ## them in target/bench-fleet/. Stops any cluster in $(CLUSTER_DIR) first. 30-60 minutes on 2 cores.
+## OPERATOR: the binary measured; by default the image's (static, musl), which is what ships.
 POOLS ?= 1000
+OPERATOR ?= target/$(shell uname -m)-unknown-linux-musl/release/crossover
 bench-fleet:
 	cargo build --release --bins
+	tools/image.sh
 	@set -euo pipefail; \
 	trap 'tools/cluster.sh down' EXIT; \
 	tools/cluster.sh down; \
@@ -85,7 +88,7 @@ bench-fleet:
 	CROSSOVER_AUDIT=all CROSSOVER_GPU_NODES=$$nodes CROSSOVER_GPUS_PER_NODE=100 \
 	  CROSSOVER_PODS_PER_NODE=110 CROSSOVER_NODE_CPU=256 tools/cluster.sh up; \
 	PATH="$$(tools/build.sh 2>/dev/null | tail -n 1):$$PATH" cargo bench --bench fleet -- \
-	  --pools $(POOLS) --operator target/release/crossover --sim target/release/vllm-sim \
+	  --pools $(POOLS) --operator $(OPERATOR) --sim target/release/vllm-sim \
 	  --cluster-dir $(CLUSTER_DIR)
 
 ## A local cluster, the operator, the example pools and the `kubectl get inferencepools` table.

@@ -210,10 +210,12 @@ impl Simulator {
                 requests_per_second: pod.engines.iter().map(|e| e.load.requests_per_second).sum(),
                 requests_running: pod.engines.iter().map(|e| e.requests_running()).sum(),
                 requests_waiting: pod.engines.iter().map(|e| e.requests_waiting()).sum(),
+                // What the pod's counter says (whole tokens, as /metrics renders it): the truth
+                // a test compares month-to-date with.
                 generation_tokens_total: pod
                     .engines
                     .iter()
-                    .map(|e| e.generation_tokens_total)
+                    .map(|e| e.generation_tokens_total.floor())
                     .sum(),
             })
             .collect()
