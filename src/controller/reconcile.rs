@@ -320,8 +320,9 @@ fn failure_note(prev: &InferencePoolStatus, next: &ConditionUpdate) -> Option<No
     })
 }
 
-/// Keeps `next` as the pool's newest status, and writes it when [`checkpoint::write_due`] says
-/// so. Kept first: a failed write is retried from the newest state, never from an older one.
+/// Writes `next` when [`checkpoint::write_due`] says so, else holds it as the pool's newest
+/// status. A write that fails keeps nothing: the retry decides again from the status before it,
+/// so what the failed step decided (a scale, its Event) is decided and announced once more.
 async fn keep_or_write_status(
     ctx: &Context,
     pools: &Api<InferencePool>,
@@ -332,10 +333,8 @@ async fn keep_or_write_status(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), Error> {
     let key = (pool.namespace().unwrap_or_default(), pool.name_any());
-    let due = checkpoint::write_due(written.as_ref(), prev, next, now, ctx.status_checkpoint);
-    ctx.statuses
-        .keep(key.clone(), pool.uid(), next.clone(), None);
-    if !due {
+    if !checkpoint::write_due(written.as_ref(), prev, next, now, ctx.status_checkpoint) {
+        ctx.statuses.keep(key, pool.uid(), next.clone(), None);
         return Ok(());
     }
     tracing::debug!(pool = %pool.name_any(), changed = ?changed_fields(prev, next), "writing status");
