@@ -244,6 +244,26 @@ spec:
     assert_eq!(m2.period, m1.period);
 }
 
+/// The pool's month-to-date once its output tokens are within 0.1% of `truth` (the pods'
+/// counters), or as it stands after 30 s.
+async fn month_to_date_near(pools: &Api<InferencePool>, name: &str, truth: f64) -> MonthToDate {
+    let mut m = None;
+    for _ in 0..60 {
+        m = pools
+            .get(name)
+            .await
+            .ok()
+            .and_then(|p| p.status?.cost?.month_to_date);
+        if m.as_ref()
+            .is_some_and(|m| (m.output_tokens - truth).abs() <= 0.001 * truth)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    m.expect("month-to-date")
+}
+
 fn mtd_span(c: &CostStatus) -> f64 {
     c.month_to_date
         .as_ref()
@@ -481,21 +501,7 @@ spec:
     sim.load("outage", 0.0, 0.0, 0.0).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let truth = sim.generation_tokens("outage").await;
-    let mut m = None;
-    for _ in 0..60 {
-        m = pools
-            .get("outage")
-            .await
-            .ok()
-            .and_then(|p| p.status?.cost?.month_to_date);
-        if m.as_ref()
-            .is_some_and(|m| (m.output_tokens - truth).abs() <= 0.001 * truth)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let m = m.expect("month-to-date");
+    let m = month_to_date_near(&pools, "outage", truth).await;
     println!(
         "outage: month-to-date {:.0} output tokens, the pods counted {truth:.0} ({:+.2}%)",
         m.output_tokens,
@@ -608,21 +614,7 @@ spec:
     tokio::time::sleep(Duration::from_secs(1)).await;
     let truth = sim.generation_tokens("held").await;
     let _op = Operator::start_as(&ns.name, &[], &[], "held-2");
-    let mut m = None;
-    for _ in 0..60 {
-        m = pools
-            .get("held")
-            .await
-            .ok()
-            .and_then(|p| p.status?.cost?.month_to_date);
-        if m.as_ref()
-            .is_some_and(|m| (m.output_tokens - truth).abs() <= 0.001 * truth)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let m = m.expect("month-to-date");
+    let m = month_to_date_near(&pools, "held", truth).await;
     println!(
         "held: month-to-date {:.0} output tokens after the kill (held {:.0}), the pod counted {truth:.0}",
         m.output_tokens,
