@@ -489,7 +489,8 @@ pub fn accrue(prev: Option<&MonthToDate>, spec: &InferencePoolSpec, a: &Accrual)
     }
 }
 
-fn fresh_month(period: String, start: DateTime<Utc>) -> MonthToDate {
+/// A month with nothing accounted yet, accounted until `start`.
+pub fn fresh_month(period: String, start: DateTime<Utc>) -> MonthToDate {
     MonthToDate {
         period,
         accounted_until: to_time(start),

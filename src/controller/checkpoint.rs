@@ -80,16 +80,7 @@ pub fn settled(s: &InferencePoolStatus) -> InferencePoolStatus {
         cost.break_even_input_tokens_per_month = None;
         cost.run_rate_seconds = None;
         if let Some(m) = &mut cost.month_to_date {
-            *m = crate::api::MonthToDate {
-                period: std::mem::take(&mut m.period),
-                accounted_until: epoch.clone(),
-                input_tokens: 0.0,
-                output_tokens: 0.0,
-                replica_hours: 0.0,
-                pool_usd: 0.0,
-                api_usd: 0.0,
-                unaccounted_seconds: 0.0,
-            };
+            *m = crate::cost::fresh_month(std::mem::take(&mut m.period), DateTime::UNIX_EPOCH);
         }
     }
     s
